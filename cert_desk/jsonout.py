@@ -1,0 +1,203 @@
+"""The ``--json`` schema of the CLI: models turned into plain JSON values.
+
+The schema is documented in ``docs/cli-json.md``; every key listed there is always
+present (``null`` where it does not apply), so scripts can index without ``get``.
+``schema_version`` marks incompatible changes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from cert_desk.errors import CertDeskError
+from cert_desk.models import (
+    CertificateInfo,
+    KeyGroup,
+    LibraryInfo,
+    MechanismInfo,
+    ModuleEntry,
+    ObjectInfo,
+    ObjectListing,
+    SlotReport,
+    TokenInfo,
+)
+
+SCHEMA_VERSION = 1
+JSON = dict[str, Any]
+
+
+def _time(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def library(info: LibraryInfo | None) -> JSON | None:
+    if info is None:
+        return None
+    return {
+        "manufacturer": info.manufacturer,
+        "description": info.description,
+        "library_version": info.library_version,
+        "cryptoki_version": info.cryptoki_version,
+    }
+
+
+def module(entry: ModuleEntry, info: LibraryInfo | None, error: str | None) -> JSON:
+    return {
+        "name": entry.name,
+        "path": entry.path,
+        "realpath": entry.realpath,
+        "aliases": list(entry.aliases),
+        "sources": list(entry.sources),
+        "exists": entry.exists,
+        "note": entry.note or None,
+        "library": library(info),
+        "error": error,
+    }
+
+
+def token(info: TokenInfo) -> JSON:
+    return {
+        "label": info.label,
+        "manufacturer": info.manufacturer,
+        "model": info.model,
+        "serial": info.serial,
+        "flags": list(info.flag_words),
+        "flags_value": info.flags,
+        "hardware_version": info.hardware_version,
+        "firmware_version": info.firmware_version,
+        "min_pin_length": info.min_pin_len,
+        "max_pin_length": info.max_pin_len,
+        "user_pin": info.user_pin.value,
+        "so_pin": info.so_pin.value,
+        "initialized": info.initialized,
+        "login_required": info.login_required,
+        "protected_authentication_path": info.protected_authentication_path,
+        "write_protected": info.write_protected,
+        "sessions": info.sessions,
+        "max_sessions": info.max_sessions,
+        "rw_sessions": info.rw_sessions,
+        "max_rw_sessions": info.max_rw_sessions,
+        "total_public_memory": info.total_public_memory,
+        "free_public_memory": info.free_public_memory,
+        "total_private_memory": info.total_private_memory,
+        "free_private_memory": info.free_private_memory,
+        "utc_time": info.utc_time,
+    }
+
+
+def mechanism(m: MechanismInfo) -> JSON:
+    return {
+        "name": m.name,
+        "code": m.code,
+        "min_key_size": m.min_key_size,
+        "max_key_size": m.max_key_size,
+        "flags": list(m.flag_words),
+    }
+
+
+def slot(r: SlotReport) -> JSON:
+    s = r.slot
+    return {
+        "module": r.module,
+        "slot_id": s.slot_id,
+        "description": s.description,
+        "manufacturer": s.manufacturer,
+        "flags": list(s.flag_words),
+        "hardware_version": s.hardware_version,
+        "firmware_version": s.firmware_version,
+        "token_present": s.token_present,
+        "token": token(r.token) if r.token is not None else None,
+        "mechanisms": [mechanism(m) for m in r.mechanisms],
+        "error": r.error,
+    }
+
+
+def certificate(c: CertificateInfo | None) -> JSON:
+    if c is None:
+        return {k: None for k in _CERT_KEYS}
+    return {
+        "subject": c.subject,
+        "issuer": c.issuer,
+        "subject_cn": c.subject_cn,
+        "issuer_cn": c.issuer_cn,
+        "serial": c.serial,
+        "not_before": _time(c.not_before),
+        "not_after": _time(c.not_after),
+        "key_usage": list(c.key_usage),
+        "extended_key_usage": list(c.extended_key_usage),
+        "subject_alt_names": list(c.subject_alt_names),
+        "is_ca": c.is_ca,
+        "self_signed": c.self_signed,
+        "signature_algorithm": c.signature_algorithm,
+        "sha256_fingerprint": c.sha256_fingerprint,
+        "sha1_fingerprint": c.sha1_fingerprint,
+    }
+
+
+_CERT_KEYS = (
+    "subject", "issuer", "subject_cn", "issuer_cn", "serial", "not_before", "not_after", "key_usage",
+    "extended_key_usage", "subject_alt_names", "is_ca", "self_signed", "signature_algorithm",
+    "sha256_fingerprint", "sha1_fingerprint",
+)
+
+
+def _group_of(listing: ObjectListing, obj: ObjectInfo) -> KeyGroup | None:
+    for g in listing.groups:
+        if obj.handle in (*g.private_keys, *g.public_keys, *g.certificates):
+            return g
+    return None
+
+
+def obj(listing: ObjectListing, o: ObjectInfo) -> JSON:
+    group = _group_of(listing, o)
+    out: JSON = {
+        "class": o.class_name,
+        "label": o.label,
+        "id": o.id_hex,
+        "handle": o.handle,
+        "key_type": o.key_type,
+        "bits": o.bits,
+        "curve": o.curve,
+        "usage": list(o.usage),
+        "token_object": o.token_object,
+        "private": o.private,
+        "modifiable": o.modifiable,
+        "sensitive": o.sensitive,
+        "extractable": o.extractable,
+        "local": o.local,
+        "always_sensitive": o.always_sensitive,
+        "never_extractable": o.never_extractable,
+        "always_authenticate": o.always_authenticate,
+        "application": o.application,
+        "value_length": o.value_length,
+        "public_key_sha256": o.public_key_sha256,
+        "uri": o.uri,
+        "openssl_key": list(o.openssl_key),
+        "pair": None if group is None else {
+            "id": group.id_hex,
+            "private_keys": len(group.private_keys),
+            "public_keys": len(group.public_keys),
+            "certificates": len(group.certificates),
+            "key_matches": group.key_matches,
+            "warnings": list(group.warnings),
+        },
+        "problems": list(o.problems),
+        "token": {
+            "label": listing.token.label,
+            "serial": listing.token.serial,
+            "slot_id": listing.token.slot_id,
+            "module": listing.token.module,
+        },
+        "attributes": dict(o.attributes),
+    }
+    out.update(certificate(o.certificate))
+    return out
+
+
+def objects(listing: ObjectListing) -> list[JSON]:
+    return [obj(listing, o) for o in listing.objects]
+
+
+def error(err: CertDeskError) -> JSON:
+    return {"error": {"kind": err.kind, "message": err.message, "hint": err.hint or None}}

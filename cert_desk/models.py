@@ -1,0 +1,329 @@
+"""Frozen dataclasses: the only things (besides bytes) that cross from a worker thread.
+
+They hold plain values (str, int, bytes, bool, tuples, enums, datetimes), never a
+python-pkcs11 object or handle wrapper, so the UI and the CLI can keep them as long as
+they like. :func:`cert_desk.services.worker.check_crossable` enforces this for every job
+result.
+"""
+
+from __future__ import annotations
+
+import base64
+import textwrap
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from cert_desk.errors import PinState
+
+# ------------------------------------------------------------------ modules
+
+
+@dataclass(frozen=True)
+class ModuleEntry:
+    """A PKCS#11 module found on this machine (not loaded yet).
+
+    Attributes:
+        path: The path shown to the user (the first one found).
+        realpath: ``os.path.realpath(path)``; the identity of the module.
+        name: A short name (the p11-kit module name, or the file name).
+        sources: Where it was found, in words (``p11-kit /usr/share/p11-kit/modules/x.module``,
+            ``well-known path``, ``added by you``, ``--module``).
+        aliases: Other paths that lead to the same file.
+        exists: Whether the file exists.
+        note: Something the user should know (a trust store, a proxy, disabled by p11-kit ...).
+    """
+
+    path: str
+    realpath: str
+    name: str
+    sources: tuple[str, ...]
+    aliases: tuple[str, ...] = ()
+    exists: bool = True
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class LibraryInfo:
+    """What ``C_GetInfo`` says about a loaded module."""
+
+    path: str
+    realpath: str
+    manufacturer: str
+    description: str
+    library_version: str
+    cryptoki_version: str
+
+
+@dataclass(frozen=True)
+class ModuleReport:
+    """A discovered module and, when it loaded, its library info; or why it did not load."""
+
+    entry: ModuleEntry
+    library: LibraryInfo | None
+    error: str | None = None
+
+
+# -------------------------------------------------------------- slots/tokens
+
+
+@dataclass(frozen=True)
+class SlotInfo:
+    """CK_SLOT_INFO."""
+
+    slot_id: int
+    description: str
+    manufacturer: str
+    flags: int
+    flag_words: tuple[str, ...]
+    hardware_version: str
+    firmware_version: str
+    token_present: bool
+    removable: bool
+    hardware_slot: bool
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """CK_TOKEN_INFO, decoded. A snapshot: PIN flags change after every login attempt.
+
+    Counters the module reports as unavailable are ``None``; ``0`` for ``max_sessions``
+    means "effectively infinite" as in the standard.
+    """
+
+    label: str
+    manufacturer: str
+    model: str
+    serial: str
+    flags: int
+    flag_words: tuple[str, ...]
+    max_sessions: int | None
+    sessions: int | None
+    max_rw_sessions: int | None
+    rw_sessions: int | None
+    min_pin_len: int | None
+    max_pin_len: int | None
+    total_public_memory: int | None
+    free_public_memory: int | None
+    total_private_memory: int | None
+    free_private_memory: int | None
+    hardware_version: str
+    firmware_version: str
+    utc_time: str | None
+    user_pin: PinState
+    so_pin: PinState
+    initialized: bool
+    login_required: bool
+    protected_authentication_path: bool
+    write_protected: bool
+
+
+@dataclass(frozen=True)
+class MechanismInfo:
+    """One mechanism of a slot with ``C_GetMechanismInfo``'s key sizes and flags.
+
+    Key sizes are in the units the token uses for that mechanism (bits for RSA and EC,
+    bytes for AES and most secret keys), exactly as ``pkcs11-tool -M`` shows them.
+    """
+
+    code: int
+    name: str
+    min_key_size: int
+    max_key_size: int
+    flags: int
+    flag_words: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SlotReport:
+    """A slot, its token (if any) and its mechanisms, as ``pkcs11-tool -L`` and ``-M`` show them."""
+
+    module: str
+    slot: SlotInfo
+    token: TokenInfo | None
+    mechanisms: tuple[MechanismInfo, ...] = ()
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class TokenSelector:
+    """How the user named a token. All ``None`` means "the only initialised token"."""
+
+    label: str | None = None
+    serial: str | None = None
+    slot_id: int | None = None
+
+    def describe(self) -> str:
+        parts = []
+        if self.label is not None:
+            parts.append(f"label {self.label!r}")
+        if self.serial is not None:
+            parts.append(f"serial {self.serial!r}")
+        if self.slot_id is not None:
+            parts.append(f"slot {self.slot_id}")
+        return " and ".join(parts) if parts else "any token"
+
+
+@dataclass(frozen=True)
+class TokenRef:
+    """A token found on a module: where it is and who it is.
+
+    Jobs check ``serial`` (and ``label``) against the slot before they act, so a token
+    swapped in the same reader is never mistaken for the one the user chose.
+    """
+
+    module: str
+    slot_id: int
+    serial: str
+    label: str
+
+    def describe(self) -> str:
+        return f"token {self.label!r} (serial {self.serial}, slot {self.slot_id})"
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    """The token after a login (or logout): its fresh info and who is logged in."""
+
+    token: TokenInfo
+    logged_in_as: str | None
+
+
+# ------------------------------------------------------------------- objects
+
+
+@dataclass(frozen=True)
+class CertificateInfo:
+    """An X.509 certificate, parsed. Names are RFC 4514 strings."""
+
+    der: bytes = field(repr=False)
+    subject: str
+    issuer: str
+    subject_cn: str
+    issuer_cn: str
+    serial: str
+    not_before: datetime
+    not_after: datetime
+    version: int
+    signature_algorithm: str
+    public_key_type: str
+    public_key_bits: int | None
+    curve: str | None
+    key_usage: tuple[str, ...]
+    extended_key_usage: tuple[str, ...]
+    subject_alt_names: tuple[str, ...]
+    is_ca: bool | None
+    path_length: int | None
+    subject_key_identifier: str | None
+    authority_key_identifier: str | None
+    self_signed: bool
+    sha256_fingerprint: str
+    sha1_fingerprint: str
+    spki_sha256: str
+
+    def pem(self) -> str:
+        body = "\n".join(textwrap.wrap(base64.b64encode(self.der).decode("ascii"), 64))
+        return f"-----BEGIN CERTIFICATE-----\n{body}\n-----END CERTIFICATE-----\n"
+
+    def is_expired(self, now: datetime) -> bool:
+        return now > self.not_after
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One object on a token with the attributes users need.
+
+    Attributes:
+        object_class: CKA_CLASS.
+        class_name: ``private_key``, ``public_key``, ``secret_key``, ``certificate``, ``data``, ...
+        handle: The object handle in the listing's session (valid until the session closes).
+        usage: The capability flags that are true, in PKCS#11 words (``sign``, ``decrypt``,
+            ``unwrap``, ``verify``, ``encrypt``, ``wrap``, ``derive``).
+        attributes: Every attribute read, as (``CKA_NAME``, display text), in a stable order.
+        public_key_sha256: SHA-256 of the SubjectPublicKeyInfo, when the object reveals its
+            public key (RSA keys, EC public keys, certificates); the key for pairing.
+        uri: RFC 7512 PKCS#11 URI.
+        openssl_key: libp11 engine key references (``S:ID``, ``id_ID``, ``slot_S-id_ID``,
+            ``slot_S-label_L``, ``label_L``) with S the real PKCS#11 slot ID.
+        problems: What is wrong with this object, in words (an unparsable certificate ...).
+    """
+
+    object_class: int
+    class_name: str
+    handle: int
+    label: str
+    id: bytes
+    key_type: str | None = None
+    bits: int | None = None
+    curve: str | None = None
+    usage: tuple[str, ...] = ()
+    token_object: bool | None = None
+    private: bool | None = None
+    modifiable: bool | None = None
+    sensitive: bool | None = None
+    extractable: bool | None = None
+    local: bool | None = None
+    always_sensitive: bool | None = None
+    never_extractable: bool | None = None
+    always_authenticate: bool | None = None
+    application: str | None = None
+    value_length: int | None = None
+    certificate: CertificateInfo | None = None
+    public_key_sha256: str | None = None
+    attributes: tuple[tuple[str, str], ...] = ()
+    uri: str = ""
+    openssl_key: tuple[str, ...] = ()
+    problems: tuple[str, ...] = ()
+
+    @property
+    def id_hex(self) -> str:
+        return self.id.hex()
+
+
+@dataclass(frozen=True)
+class KeyGroup:
+    """Objects that belong together: a key pair and its certificates.
+
+    Objects are grouped by CKA_ID; the public keys are then compared, and every
+    disagreement is a warning (a certificate whose CKA_ID names one key while its public
+    key is another's is the classic reason a browser offers no certificate).
+
+    Attributes:
+        id: The shared CKA_ID.
+        label: The best label for the group (private key, else certificate, else public key).
+        private_keys / public_keys / certificates: Handles of the members.
+        key_matches: ``True`` when there are two or more members and every one's public key is
+            known and equal, ``False`` when any two disagree (or a certificate belongs to a key
+            with another ID), ``None`` otherwise (a lone object, or an EC private key, which does
+            not reveal its public key).
+        warnings: The disagreements, in words.
+    """
+
+    id: bytes
+    label: str
+    private_keys: tuple[int, ...]
+    public_keys: tuple[int, ...]
+    certificates: tuple[int, ...]
+    key_matches: bool | None
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def id_hex(self) -> str:
+        return self.id.hex()
+
+
+@dataclass(frozen=True)
+class ObjectListing:
+    """Everything on a token that the session can see."""
+
+    token: TokenRef
+    token_info: TokenInfo
+    logged_in: bool
+    objects: tuple[ObjectInfo, ...]
+    groups: tuple[KeyGroup, ...]
+    warnings: tuple[str, ...] = ()
+
+    def by_handle(self, handle: int) -> ObjectInfo | None:
+        for obj in self.objects:
+            if obj.handle == handle:
+                return obj
+        return None

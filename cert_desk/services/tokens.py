@@ -1,0 +1,153 @@
+"""The token services: what the GUI and the CLI ask of PKCS#11 modules.
+
+Qt-free. Every method that touches a module queues a job on that module's worker and
+returns a :class:`concurrent.futures.Future`; the CLI waits on it, the GUI hands it to
+:class:`cert_desk.services.qt.QtJobs`, which delivers the outcome on the GUI thread.
+Arguments and results are frozen dataclasses (a PIN is a :class:`~cert_desk.secrets.Secret`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future
+from typing import TypeVar
+
+from cert_desk import errors as E
+from cert_desk.models import (
+    LibraryInfo,
+    LoginResult,
+    ModuleEntry,
+    ObjectListing,
+    SlotReport,
+    TokenInfo,
+    TokenRef,
+    TokenSelector,
+)
+from cert_desk.pkcs11.discovery import discover_modules
+from cert_desk.pkcs11.module import LoadedModule
+from cert_desk.secrets import Secret
+from cert_desk.services.worker import Job, WorkerPool
+from cert_desk.settings import Settings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class TokenService:
+    """Modules, slots, tokens, login and objects.
+
+    Args:
+        pool: The worker pool (one is made when not given).
+        settings: User settings (for the modules the user added).
+        extra_modules: Modules given for this run only (``--module``).
+    """
+
+    def __init__(
+        self,
+        pool: WorkerPool | None = None,
+        settings: Settings | None = None,
+        extra_modules: Iterable[str] = (),
+    ) -> None:
+        self.pool = pool or WorkerPool()
+        self.settings = settings if settings is not None else Settings.load()
+        self.extra_modules = tuple(extra_modules)
+
+    # ------------------------------------------------------------ modules
+
+    def modules(self) -> list[ModuleEntry]:
+        """The modules found on this machine (nothing is loaded)."""
+        return discover_modules(self.settings.module_paths, extra_paths=self.extra_modules)
+
+    def run(self, module: str, fn: Job[T], description: str) -> Future[T]:
+        """Run ``fn`` on ``module``'s worker (for services built on this one)."""
+        return self.pool.submit(module, fn, description)
+
+    def library_info(self, module: str) -> Future[LibraryInfo]:
+        return self.run(module, LoadedModule.library_info, "read the module information")
+
+    def slots(self, module: str, *, with_mechanisms: bool = True) -> Future[tuple[SlotReport, ...]]:
+        def job(m: LoadedModule) -> tuple[SlotReport, ...]:
+            return m.slot_reports(with_mechanisms=with_mechanisms)
+
+        return self.run(module, job, "list the slots")
+
+    # ------------------------------------------------------------- tokens
+
+    def candidates(self, module: str, selector: TokenSelector) -> Future[tuple[TokenRef, ...]]:
+        def job(m: LoadedModule) -> tuple[TokenRef, ...]:
+            if selector.slot_id is not None:
+                try:
+                    return (m.resolve(selector),)
+                except (E.NoSuchSlotError, E.NoTokenError):
+                    return ()
+            return tuple(m.candidates(selector))
+
+        return self.run(module, job, "find the token")
+
+    def find_token(self, selector: TokenSelector, modules: Sequence[str] | None = None) -> TokenRef:
+        """The one initialised token ``selector`` names, searching ``modules`` (default: all discovered).
+
+        Modules searched by default that fail to load are skipped (and logged); a module
+        the user named explicitly that fails to load is an error.
+
+        Raises:
+            NoTokenError, AmbiguousTokenError, TokenNotInitializedError, NoSuchSlotError, ModuleError.
+        """
+        explicit = modules is not None
+        paths = list(modules) if modules is not None else [e.realpath for e in self.modules() if e.exists]
+        if not paths:
+            raise E.NoTokenError("No PKCS#11 module is installed.",
+                                 hint="Install OpenSC (opensc-pkcs11) for smart cards and USB tokens, or add "
+                                      "your token's module with --module PATH.")
+        if explicit and selector.slot_id is not None and len(paths) == 1:
+            # one module, one slot: let its own error speak (no such slot, empty slot, not initialised)
+            return self.pool.submit(paths[0], lambda m: m.resolve(selector), "find the token").result()
+        futures = {p: self.candidates(p, selector) for p in dict.fromkeys(os.path.realpath(p) for p in paths)}
+        found: list[TokenRef] = []
+        failures: list[str] = []
+        for path, fut in futures.items():
+            try:
+                found.extend(fut.result())
+            except E.CertDeskError as err:
+                if explicit:
+                    raise
+                log.debug("skipping %s: %s", path, err.message)
+                failures.append(f"{os.path.basename(path)}: {err.message}")
+        if not found:
+            where = f" on {', '.join(os.path.basename(p) for p in futures)}"
+            raise E.NoTokenError(f"No initialised token with {selector.describe()}{where}.")
+        if len(found) > 1:
+            listed = "; ".join(
+                f"{r.label!r} serial {r.serial} slot {r.slot_id} ({os.path.basename(r.module)})" for r in found
+            )
+            raise E.AmbiguousTokenError(f"{len(found)} tokens match {selector.describe()}: {listed}.")
+        return found[0]
+
+    def token_info(self, ref: TokenRef) -> Future[TokenInfo]:
+        return self.run(ref.module, lambda m: m.verify(ref), "read the token information")
+
+    def login(self, ref: TokenRef, pin: Secret | None, *, so: bool = False,
+              allow_final_try: bool = False) -> Future[LoginResult]:
+        def job(m: LoadedModule) -> LoginResult:
+            return m.login(ref, pin, so=so, allow_final_try=allow_final_try)
+
+        return self.run(ref.module, job, "log in")
+
+    def logout(self, ref: TokenRef) -> Future[LoginResult]:
+        return self.run(ref.module, lambda m: m.logout(ref), "log out")
+
+    def logged_in_as(self, ref: TokenRef) -> Future[str | None]:
+        return self.run(ref.module, lambda m: m.logged_in_as(ref), "check the login")
+
+    def list_objects(self, ref: TokenRef) -> Future[ObjectListing]:
+        return self.run(ref.module, lambda m: m.list_objects(ref), "list the objects")
+
+    def close_token(self, ref: TokenRef) -> Future[None]:
+        """Log out and drop every session on the token's slot."""
+        return self.run(ref.module, lambda m: m.forget_slot(ref.slot_id), "close the token")
+
+    def shutdown(self, timeout: float = 5.0) -> bool:
+        return self.pool.shutdown(timeout)
