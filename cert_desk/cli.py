@@ -212,6 +212,7 @@ def cmd_modules(ctx: Context) -> int:
             changed = settings.remove_module(args.remove)
             ctx.note(f"Removed {args.remove}." if changed else f"{args.remove} was not in your list.")
         settings.save()
+        ctx.service.settings = settings
     entries = ctx.service.modules()
     futures = {e.realpath: ctx.service.library_info(e.realpath) for e in entries if e.exists}
     rows: list[tuple[Any, LibraryInfo | None, str | None]] = []
@@ -314,8 +315,8 @@ def cmd_slots(ctx: Context) -> int:
             ctx.say(f"  mechanisms         : {len(r.mechanisms)} (--mechanisms lists them)")
     if not results:
         ctx.say("No slots." if paths else "No PKCS#11 module found.")
-    for path, err in failed:
-        ctx.note(f"{os.path.basename(path)}: {err.message}")
+    for path, failure in failed:
+        ctx.note(f"{os.path.basename(path)}: {failure.message}")
     return EXIT_OK
 
 

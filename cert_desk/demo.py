@@ -32,7 +32,7 @@ from cert_desk.models import TokenSelector
 from cert_desk.paths import data_dir
 from cert_desk.pkcs11.discovery import softhsm_module_path
 from cert_desk.pkcs11.keygen import KeySpec, generate_key_pair, public_key_of, write_certificate
-from cert_desk.pkcs11.module import LoadedModule
+from cert_desk.pkcs11.module import LoadedModule, session_handle
 from cert_desk.secrets import Secret
 from cert_desk.services.tokens import TokenService
 from cert_desk.x509 import ca as local_ca
@@ -126,7 +126,7 @@ def _create(m: LoadedModule) -> str:
     m.login(ref, Secret(DEMO_SO_PIN, "demo"), so=True)
     session = m.pkcs11_session(ref)
     with m.operation("set the demo user PIN", ref.slot_id):
-        m.ck.init_pin(session.handle, DEMO_USER_PIN.encode())
+        m.ck.init_pin(session_handle(session), DEMO_USER_PIN.encode())
     m.logout(ref)
     m.login(ref, Secret(DEMO_USER_PIN, "demo"))
     session = m.pkcs11_session(ref)

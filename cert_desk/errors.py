@@ -70,7 +70,7 @@ class ModuleError(CertDeskError):
         super().__init__(message, hint)
 
 
-class ModuleNotFoundError_(ModuleError):  # noqa: N801 - the builtin name is taken
+class ModuleNotFoundError_(ModuleError):
     """The module file does not exist."""
 
     default_hint = (

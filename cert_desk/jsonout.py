@@ -115,7 +115,7 @@ def slot(r: SlotReport) -> JSON:
 
 def certificate(c: CertificateInfo | None) -> JSON:
     if c is None:
-        return {k: None for k in _CERT_KEYS}
+        return dict.fromkeys(_CERT_KEYS)
     return {
         "subject": c.subject,
         "issuer": c.issuer,

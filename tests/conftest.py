@@ -28,6 +28,9 @@ from cert_desk.services.tokens import TokenService
 from cert_desk.services.worker import WorkerPool
 from cert_desk.settings import Settings
 
+# Before pytest-qt creates the (session-wide) QApplication: the suite runs without a display.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
 SO_PIN = "12345678"
 USER_PIN = "123456"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -59,7 +62,6 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         monkeypatch.setenv(var, str(home / sub))
     for var in ("CERT_DESK_PIN", "CERT_DESK_SO_PIN", "SOFTHSM2_CONF"):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
     return home
 
 

@@ -210,7 +210,7 @@ def test_openssl_engine_finds_our_key_references(populated: SoftHsm, token: str,
         assert out.exists() and out.stat().st_size > 0, (key_ref, proc.stderr.decode(errors="replace"))
         assert spki_sha256(out.read_bytes()) == pub.public_key_sha256, key_ref
         out.unlink()
-    wrong = f"slot_0-id_0100"  # the seed's reference: slot 0 is not this token's slot ID
+    wrong = "slot_0-id_0100"  # the seed's reference: slot 0 is not this token's slot ID
     proc = subprocess.run(
         ["openssl", "pkey", "-engine", "pkcs11", "-inform", "engine", "-pubin", "-in", wrong, "-pubout",
          "-out", str(tmp_path / "wrong.pem")],

@@ -38,11 +38,11 @@ CK_ULONG = c_ulong
 CK_RV = c_ulong
 
 
-class CK_VERSION(Structure):  # noqa: N801 - PKCS#11 names
+class CK_VERSION(Structure):
     _fields_ = (("major", c_ubyte), ("minor", c_ubyte))
 
 
-class CK_TOKEN_INFO(Structure):  # noqa: N801
+class CK_TOKEN_INFO(Structure):
     _fields_ = (
         ("label", c_char * 32),
         ("manufacturerID", c_char * 32),
@@ -65,7 +65,7 @@ class CK_TOKEN_INFO(Structure):  # noqa: N801
     )
 
 
-class CK_SESSION_INFO(Structure):  # noqa: N801
+class CK_SESSION_INFO(Structure):
     _fields_ = (
         ("slotID", CK_ULONG),
         ("state", CK_ULONG),
@@ -100,7 +100,7 @@ _FUNCTION_NAMES = (
 )
 
 
-class CK_FUNCTION_LIST(Structure):  # noqa: N801
+class CK_FUNCTION_LIST(Structure):
     _fields_ = (("version", CK_VERSION), *((name, c_void_p) for name in _FUNCTION_NAMES))
 
 

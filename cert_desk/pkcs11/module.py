@@ -60,6 +60,11 @@ class ThreadGuard:
             )
 
 
+def session_handle(session: pkcs11.Session) -> int:
+    """The CK_SESSION_HANDLE of a python-pkcs11 session (its type stubs do not declare it)."""
+    return int(session.handle)  # type: ignore[attr-defined]
+
+
 def _version(v: tuple[int, int]) -> str:
     return f"{v[0]}.{v[1]}"
 
@@ -174,15 +179,15 @@ class LoadedModule:
         """Translate PKCS#11 failures; drop the slot's session when the token went away."""
         try:
             yield
-        except E.CertDeskError as err:
-            if slot_id is not None and isinstance(err, E.TokenRemovedError):
+        except E.CertDeskError as ours:
+            if slot_id is not None and isinstance(ours, E.TokenRemovedError):
                 self.forget_slot(slot_id)
             raise
         except (p11x.PKCS11Error, CkError) as e:
-            err = translate(e, operation, so=so)
-            if slot_id is not None and (ckr_of(e) in REMOVED_CODES or isinstance(err, E.TokenRemovedError)):
+            translated = translate(e, operation, so=so)
+            if slot_id is not None and (ckr_of(e) in REMOVED_CODES or isinstance(translated, E.TokenRemovedError)):
                 self.forget_slot(slot_id)
-            raise err from e
+            raise translated from e
 
     def library_info(self) -> LibraryInfo:
         self._check("library_info")
@@ -410,7 +415,7 @@ class LoadedModule:
         try:
             with self._op("log in", ref.slot_id, so=so):
                 try:
-                    self._ck.login(ts.session.handle, user_type, pin.reveal().encode("utf-8") if pin else None)
+                    self._ck.login(session_handle(ts.session), user_type, pin.reveal().encode("utf-8") if pin else None)
                 except CkError as e:
                     if e.ckr != 0x100:  # CKR_USER_ALREADY_LOGGED_IN: someone in this process already did
                         raise
@@ -441,7 +446,7 @@ class LoadedModule:
 
     def _logout(self, ts: _TokenSession) -> None:
         try:
-            self._ck.logout(ts.session.handle)
+            self._ck.logout(session_handle(ts.session))
         except CkError as e:
             log.debug("C_Logout: %s", e)
         ts.logged_in = None
@@ -457,7 +462,7 @@ class LoadedModule:
 
     def _close(self, ts: _TokenSession) -> None:
         try:
-            self._ck.close_session(ts.session.handle)
+            self._ck.close_session(session_handle(ts.session))
         except CkError as e:  # the token may be gone; never hide the real error behind this one
             log.debug("C_CloseSession after %s: %s", ts.ref.describe(), e)
 

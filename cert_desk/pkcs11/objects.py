@@ -77,7 +77,7 @@ class TolerantAttributeMapper(AttributeMapper):
     """
 
     def unpack_attributes(self, key: Attribute, value: bytes) -> Any:
-        if key == Attribute.LABEL or key == Attribute.APPLICATION:
+        if key in (Attribute.LABEL, Attribute.APPLICATION):
             return value.decode("utf-8", errors="replace")
         handler = self.attribute_types.get(key)
         if handler is None:
@@ -362,13 +362,13 @@ def group_objects(objects: Iterable[ObjectInfo]) -> tuple[tuple[KeyGroup, ...], 
                         f"with ID {', '.join(others)}: browsers will not pair them. Write the certificate with "
                         "that ID."
                     )
-        members = (*privs, *pubs, *certs)
-        digests = [o.public_key_sha256 for o in members]
+        group = (*privs, *pubs, *certs)
+        digests = [o.public_key_sha256 for o in group]
         known = {d for d in digests if d}
         matches: bool | None
         if len(known) > 1:
             matches = False
-        elif len(members) >= 2 and all(digests):
+        elif len(group) >= 2 and all(digests):
             matches = True
         else:
             matches = None  # a lone object, or a key that does not reveal its public key

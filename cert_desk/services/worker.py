@@ -152,10 +152,10 @@ class ModuleWorker:
                 log.error("job %r: %s", item.description, err)
                 item.future.set_exception(err)
             except Exception as exc:
-                err = translate(exc, item.description)
-                if isinstance(err, E.InternalError):
+                translated = translate(exc, item.description)
+                if isinstance(translated, E.InternalError):
                     log.exception("job %r on %s raised", item.description, self.path)
-                item.future.set_exception(err)
+                item.future.set_exception(translated)
             else:
                 item.future.set_result(result)
             finally:
@@ -217,6 +217,16 @@ class WorkerPool:
 
     def submit(self, path: str, fn: Job[T], description: str) -> Future[T]:
         return self.worker(path).submit(fn, description)
+
+    def restart(self, path: str, timeout: float = 5.0) -> bool:
+        """Stop ``path``'s worker (finalizing the module); the next job loads it afresh.
+
+        SoftHSM2, for one, reads its configuration only when it is initialised.
+        """
+        real = os.path.realpath(path)
+        with self._lock:
+            w = self._workers.pop(real, None)
+        return True if w is None else w.shutdown(timeout)
 
     def busy(self) -> list[JobInfo]:
         with self._lock:

@@ -163,7 +163,7 @@ def certificate_info(cert: x509.Certificate) -> CertificateInfo:
         key_type, bits, curve = _public_key_facts(cert)
         is_ca, path_len = _basic_constraints(cert)
         try:
-            sig_alg = cert.signature_algorithm_oid._name  # noqa: SLF001 - the only readable name
+            sig_alg = cert.signature_algorithm_oid._name
         except AttributeError:
             sig_alg = cert.signature_algorithm_oid.dotted_string
         return CertificateInfo(

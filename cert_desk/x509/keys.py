@@ -60,10 +60,11 @@ def curve_from_ec_params(params: bytes) -> str | None:
         return None
     if isinstance(value, asn1_core.ObjectIdentifier):
         dotted = value.dotted
+        dotted = str(dotted)
         if dotted in _EDWARDS:
             return _EDWARDS[dotted]
         try:
-            name = asn1_keys.NamedCurve.map(dotted)
+            name = str(asn1_keys.NamedCurve.map(dotted))
         except (ValueError, KeyError):
             return dotted
         return _CURVES.get(name, (name, None))[0]
