@@ -22,6 +22,7 @@ from cert_desk.models import (
     SlotReport,
     TokenInfo,
 )
+from cert_desk.pkcs11.attributes import attribute_json, attribute_name
 
 SCHEMA_VERSION = 1
 JSON = dict[str, Any]
@@ -142,15 +143,13 @@ _CERT_KEYS = (
 )
 
 
-def _group_of(listing: ObjectListing, obj: ObjectInfo) -> KeyGroup | None:
-    for g in listing.groups:
-        if obj.handle in (*g.private_keys, *g.public_keys, *g.certificates):
-            return g
-    return None
+def groups_by_handle(listing: ObjectListing) -> dict[int, KeyGroup]:
+    return {h: g for g in listing.groups for h in (*g.private_keys, *g.public_keys, *g.certificates)}
 
 
-def obj(listing: ObjectListing, o: ObjectInfo) -> JSON:
-    group = _group_of(listing, o)
+def obj(listing: ObjectListing, o: ObjectInfo, groups: dict[int, KeyGroup] | None = None, *,
+        attributes: bool = False) -> JSON:
+    group = (groups if groups is not None else groups_by_handle(listing)).get(o.handle)
     out: JSON = {
         "class": o.class_name,
         "label": o.label,
@@ -189,14 +188,17 @@ def obj(listing: ObjectListing, o: ObjectInfo) -> JSON:
             "slot_id": listing.token.slot_id,
             "module": listing.token.module,
         },
-        "attributes": dict(o.attributes),
     }
+    if attributes:
+        out["attributes"] = {attribute_name(k): attribute_json(v) for k, v in o.attributes}
     out.update(certificate(o.certificate))
     return out
 
 
-def objects(listing: ObjectListing) -> list[JSON]:
-    return [obj(listing, o) for o in listing.objects]
+def objects(listing: ObjectListing, *, attributes: bool = False) -> list[JSON]:
+    """The ``objects --json`` list (with ``attributes``: every attribute read, by CKA name)."""
+    groups = groups_by_handle(listing)
+    return [obj(listing, o, groups, attributes=attributes) for o in listing.objects]
 
 
 def error(err: CertDeskError) -> JSON:

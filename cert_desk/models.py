@@ -11,9 +11,11 @@ from __future__ import annotations
 import base64
 import textwrap
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 
 from cert_desk.errors import PinState
+
+AttributeValue = bool | int | str | bytes | date | None
 
 # ------------------------------------------------------------------ modules
 
@@ -238,7 +240,8 @@ class ObjectInfo:
         handle: The object handle in the listing's session (valid until the session closes).
         usage: The capability flags that are true, in PKCS#11 words (``sign``, ``decrypt``,
             ``unwrap``, ``verify``, ``encrypt``, ``wrap``, ``derive``).
-        attributes: Every attribute read, as (``CKA_NAME``, display text), in a stable order.
+        attributes: Every attribute read, as (CKA code, value) in code order; values are
+            bool, int, str, bytes or date. :mod:`cert_desk.pkcs11.attributes` names and shows them.
         public_key_sha256: SHA-256 of the SubjectPublicKeyInfo, when the object reveals its
             public key (RSA keys, EC public keys, certificates); the key for pairing.
         uri: RFC 7512 PKCS#11 URI.
@@ -269,7 +272,7 @@ class ObjectInfo:
     value_length: int | None = None
     certificate: CertificateInfo | None = None
     public_key_sha256: str | None = None
-    attributes: tuple[tuple[str, str], ...] = ()
+    attributes: tuple[tuple[int, AttributeValue], ...] = ()
     uri: str = ""
     openssl_key: tuple[str, ...] = ()
     problems: tuple[str, ...] = ()

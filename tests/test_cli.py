@@ -16,7 +16,7 @@ OBJECT_KEYS = {
     "class", "label", "id", "handle", "key_type", "bits", "curve", "usage", "token_object", "private",
     "modifiable", "sensitive", "extractable", "local", "always_sensitive", "never_extractable",
     "always_authenticate", "application", "value_length", "public_key_sha256", "uri", "openssl_key", "pair",
-    "problems", "token", "attributes", "subject", "issuer", "subject_cn", "issuer_cn", "serial", "not_before",
+    "problems", "token", "subject", "issuer", "subject_cn", "issuer_cn", "serial", "not_before",
     "not_after", "key_usage", "extended_key_usage", "subject_alt_names", "is_ca", "self_signed",
     "signature_algorithm", "sha256_fingerprint", "sha1_fingerprint",
 }

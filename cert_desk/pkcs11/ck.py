@@ -97,7 +97,20 @@ _FUNCTION_NAMES = (
     "C_SetOperationState",
     "C_Login",
     "C_Logout",
+    "C_CreateObject",
+    "C_CopyObject",
+    "C_DestroyObject",
+    "C_GetObjectSize",
+    "C_GetAttributeValue",
+    "C_SetAttributeValue",
+    "C_FindObjectsInit",
+    "C_FindObjects",
+    "C_FindObjectsFinal",
 )
+
+
+class CK_ATTRIBUTE(Structure):
+    _fields_ = (("type", CK_ULONG), ("pValue", c_void_p), ("ulValueLen", CK_ULONG))
 
 
 class CK_FUNCTION_LIST(Structure):
@@ -114,7 +127,17 @@ _PROTOTYPES: dict[str, Any] = {
     "C_InitToken": CFUNCTYPE(CK_RV, CK_ULONG, c_void_p, CK_ULONG, c_void_p),
     "C_InitPIN": CFUNCTYPE(CK_RV, CK_ULONG, c_void_p, CK_ULONG),
     "C_SetPIN": CFUNCTYPE(CK_RV, CK_ULONG, c_void_p, CK_ULONG, c_void_p, CK_ULONG),
+    "C_GetAttributeValue": CFUNCTYPE(CK_RV, CK_ULONG, CK_ULONG, POINTER(CK_ATTRIBUTE), CK_ULONG),
+    "C_FindObjectsInit": CFUNCTYPE(CK_RV, CK_ULONG, POINTER(CK_ATTRIBUTE), CK_ULONG),
+    "C_FindObjects": CFUNCTYPE(CK_RV, CK_ULONG, POINTER(CK_ULONG), CK_ULONG, POINTER(CK_ULONG)),
+    "C_FindObjectsFinal": CFUNCTYPE(CK_RV, CK_ULONG),
 }
+
+CK_UNAVAILABLE = 0xFFFFFFFFFFFFFFFF if ctypes.sizeof(CK_ULONG) == 8 else 0xFFFFFFFF
+CKR_ATTRIBUTE_SENSITIVE = 0x11
+CKR_ATTRIBUTE_TYPE_INVALID = 0x12
+CKR_BUFFER_TOO_SMALL = 0x150
+_NOT_FATAL = (0, CKR_ATTRIBUTE_SENSITIVE, CKR_ATTRIBUTE_TYPE_INVALID)
 
 
 class CkError(Exception):
@@ -275,6 +298,61 @@ class CkFunctions:
         finally:
             ctypes.memset(buf, 0, len(pin))
 
+    def find_objects(self, session: int, batch: int = 256, *, object_class: int | None = None) -> list[int]:
+        """Every object handle the session can see, or those of one CKA_CLASS."""
+        if object_class is None:
+            self._check("C_FindObjectsInit", session, None, 0)
+        else:
+            value = CK_ULONG(object_class)
+            tpl = (CK_ATTRIBUTE * 1)()
+            tpl[0].type = 0  # CKA_CLASS
+            tpl[0].pValue = ctypes.addressof(value)
+            tpl[0].ulValueLen = ctypes.sizeof(value)
+            self._check("C_FindObjectsInit", session, tpl, 1)
+        handles: list[int] = []
+        buf = (CK_ULONG * batch)()
+        count = CK_ULONG()
+        try:
+            while True:
+                self._check("C_FindObjects", session, buf, batch, byref(count))
+                if count.value == 0:
+                    break
+                handles.extend(buf[: count.value])
+        finally:
+            rv = self._call("C_FindObjectsFinal", session)
+            if rv != 0:
+                log.debug("C_FindObjectsFinal: %s", ckr_name(rv))
+        return handles
+
+    def attribute_sizes(self, session: int, obj: int, types: tuple[int, ...]) -> dict[int, int]:
+        """The sizes of the attributes ``obj`` has (one call; no value is read)."""
+        tpl = (CK_ATTRIBUTE * len(types))()
+        for i, t in enumerate(types):
+            tpl[i].type = t
+        rv = self._call("C_GetAttributeValue", session, obj, tpl, len(types))
+        if rv not in _NOT_FATAL:
+            raise CkError(rv, "C_GetAttributeValue")
+        return {t: int(tpl[i].ulValueLen) for i, t in enumerate(types) if tpl[i].ulValueLen != CK_UNAVAILABLE}
+
+    def read_attributes(self, session: int, obj: int, sizes: dict[int, int]) -> dict[int, bytes]:
+        """The values of attributes whose sizes are known (one call)."""
+        if not sizes:
+            return {}
+        items = list(sizes.items())
+        tpl = (CK_ATTRIBUTE * len(items))()
+        buffers = []
+        for i, (t, n) in enumerate(items):
+            b = ctypes.create_string_buffer(max(n, 1))
+            buffers.append(b)
+            tpl[i].type = t
+            tpl[i].pValue = ctypes.addressof(b)
+            tpl[i].ulValueLen = n
+        rv = self._call("C_GetAttributeValue", session, obj, tpl, len(items))
+        if rv not in _NOT_FATAL:
+            raise CkError(rv, "C_GetAttributeValue")
+        return {t: buffers[i].raw[: tpl[i].ulValueLen] for i, (t, _n) in enumerate(items)
+                if tpl[i].ulValueLen != CK_UNAVAILABLE}
+
     def set_pin(self, handle: int, old: bytes, new: bytes) -> None:
         old_buf = ctypes.create_string_buffer(old, len(old))
         new_buf = ctypes.create_string_buffer(new, len(new))
@@ -286,3 +364,72 @@ class CkFunctions:
         finally:
             ctypes.memset(old_buf, 0, len(old))
             ctypes.memset(new_buf, 0, len(new))
+
+
+class AttributeReader:
+    """Batched C_GetAttributeValue with buffers allocated once: usually one call per object.
+
+    PKCS#11 lets a caller pass buffers up front: the module fills every attribute that
+    applies and fits, marks the others CK_UNAVAILABLE_INFORMATION, and processes the whole
+    template even when it returns CKR_ATTRIBUTE_TYPE_INVALID or CKR_ATTRIBUTE_SENSITIVE.
+    Only when it returns CKR_BUFFER_TOO_SMALL are the unavailable ones asked again (their
+    sizes, then their values). So the usual cost is one call per object, where reading the
+    sizes first, as python-pkcs11 does, always costs two.
+
+    Args:
+        ck: The module's functions.
+        sizes: (attribute type, buffer size in bytes), in template order.
+
+    Attributes:
+        calls: C_GetAttributeValue calls made so far.
+    """
+
+    def __init__(self, ck: CkFunctions, sizes: tuple[tuple[int, int], ...]) -> None:
+        self._ck = ck
+        self._types = tuple(t for t, _ in sizes)
+        self._sizes = tuple(n for _, n in sizes)
+        self._offsets: list[int] = []
+        total = 0
+        for n in self._sizes:
+            self._offsets.append(total)
+            total += n
+        self._buffer = ctypes.create_string_buffer(max(total, 1))
+        self._template = (CK_ATTRIBUTE * len(sizes))()
+        base = ctypes.addressof(self._buffer)
+        for i, (t, off, n) in enumerate(zip(self._types, self._offsets, self._sizes, strict=True)):
+            self._template[i].type = t
+            self._template[i].pValue = base + off
+            self._template[i].ulValueLen = n
+        # Resetting every ulValueLen before a call is one memmove of this pristine copy, and
+        # the lengths are read back through a memoryview: per-field ctypes access is slow.
+        self._pristine = bytes(memoryview(self._template).cast("B"))
+        self._words = memoryview(self._template).cast("B").cast("L" if ctypes.sizeof(CK_ULONG) == 8 else "I")
+        self._stride = ctypes.sizeof(CK_ATTRIBUTE) // ctypes.sizeof(CK_ULONG)
+        self.calls = 0
+
+    def read(self, session: int, obj: int) -> dict[int, bytes]:
+        """The attributes ``obj`` has, of those this reader asks for (absent ones are left out).
+
+        Raises:
+            CkError: the module failed in a way other than "not applicable" or "sensitive".
+        """
+        tpl = self._template
+        ctypes.memmove(tpl, self._pristine, len(self._pristine))
+        self.calls += 1
+        rv = self._ck._call("C_GetAttributeValue", session, obj, tpl, len(self._sizes))
+        if rv not in (*_NOT_FATAL, CKR_BUFFER_TOO_SMALL):
+            raise CkError(rv, "C_GetAttributeValue")
+        raw = self._buffer.raw
+        lengths = self._words[2::self._stride]
+        out: dict[int, bytes] = {}
+        missing: list[int] = []
+        for t, n, cap, off in zip(self._types, lengths, self._sizes, self._offsets, strict=True):
+            if n > cap:  # CK_UNAVAILABLE_INFORMATION, or a module that wants more room
+                missing.append(t)
+            else:
+                out[t] = raw[off:off + n]
+        if rv == CKR_BUFFER_TOO_SMALL and missing:
+            self.calls += 2
+            sizes = self._ck.attribute_sizes(session, obj, tuple(missing))
+            out.update(self._ck.read_attributes(session, obj, sizes))
+        return out

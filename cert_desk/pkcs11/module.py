@@ -39,7 +39,7 @@ from cert_desk.models import (
 )
 from cert_desk.pkcs11 import constants as C
 from cert_desk.pkcs11.ck import CkError, CkFunctions, NoFunctionListError, RawTokenInfo
-from cert_desk.pkcs11.objects import TolerantAttributeMapper, group_objects, read_objects
+from cert_desk.pkcs11.objects import ObjectReader, TolerantAttributeMapper, group_objects
 from cert_desk.pkcs11.translate import REMOVED_CODES, ckr_of, is_pkcs11_failure, translate
 from cert_desk.secrets import Secret
 
@@ -165,6 +165,7 @@ class LoadedModule:
             name = C.ckr_name(code) if code is not None else str(e)
             raise E.ModuleInitError(f"The PKCS#11 module {path} failed to initialise ({name}).", path, code) from e
         self._mapper = TolerantAttributeMapper()
+        self._reader = ObjectReader(self._ck)
         self._sessions: dict[int, _TokenSession] = {}
         self._slots: dict[int, pkcs11.Slot] = {}
         log.debug("loaded %s: %s / %s", path, self._lib.manufacturer_id, self._lib.library_description)
@@ -501,7 +502,7 @@ class LoadedModule:
         info = self.verify(ref)
         ts = self._session(ref, info)
         with self._op("list the objects", ref.slot_id):
-            objects = read_objects(ts.session, info, ref.slot_id)
+            objects = self._reader.read(session_handle(ts.session), info, ref.slot_id)
         groups, warnings = group_objects(objects)
         return ObjectListing(
             token=ref, token_info=info, logged_in=ts.logged_in is not None,
@@ -514,6 +515,12 @@ class LoadedModule:
         """The python-pkcs11 session for ``ref`` (worker-thread code only; never let it escape)."""
         self._check("pkcs11_session")
         return self._session(ref, self.verify(ref)).session
+
+    @property
+    def attribute_calls(self) -> int:
+        """C_GetAttributeValue calls made by object listings so far."""
+        self._check("attribute_calls")
+        return self._reader.calls
 
     @property
     def ck(self) -> CkFunctions:

@@ -1,12 +1,15 @@
 """Read a token's objects into :class:`cert_desk.models.ObjectInfo`, and pair keys with certificates.
 
-Cost per object, in C_GetAttributeValue calls (each round trip is an APDU exchange on a
-USB token): python-pkcs11 builds each object from one batched read of CKA_CLASS and the
-usage flags (2 calls: sizes, then values) and encodes the answer in the object's Python
-class (``PrivateKey``, ``SignMixin``, ...). cert-desk then reads everything else it
-shows in **one** more batch per object (2 calls), chosen by class: 4 calls per object in
-all, against about 16 for ``pkcs11-tool -O``. Never ``obj[Attribute.X]`` in a loop: that is
-2 calls per attribute.
+Cost, in C_GetAttributeValue calls (each one a round trip, and APDUs, on a USB token):
+one call per object, with buffers passed up front (:class:`cert_desk.pkcs11.ck.AttributeReader`)
+for everything the listing shows; certificates are found by class first, so their DER
+comes in that same call.
+``pkcs11-tool -O`` makes about 16 calls per object; python-pkcs11's objects cost 2 calls
+to build plus 2 per ``get_attributes`` (and 2 per ``obj[Attribute.X]``), so the listing
+does not go through them.
+
+Never read: a key's CKA_VALUE (the secret or private key itself, when a careless token
+lets it out), any private key component, or a data object's value (its size is enough).
 
 Must run on the module's worker thread (the caller, :mod:`cert_desk.pkcs11.module`, checks).
 """
@@ -14,21 +17,22 @@ Must run on the module's worker thread (the caller, :mod:`cert_desk.pkcs11.modul
 from __future__ import annotations
 
 import logging
+import struct
+import sys
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable
 from datetime import date
-from enum import IntEnum
 from typing import Any
 
-import pkcs11
-import pkcs11.exceptions as p11x
 from pkcs11 import Attribute
-from pkcs11.attributes import AttributeMapper
+from pkcs11.attributes import AttributeMapper, handle_bool
 
 from cert_desk.errors import InputError
 from cert_desk.models import KeyGroup, ObjectInfo, TokenInfo
 from cert_desk.pkcs11 import constants as C
-from cert_desk.pkcs11.uri import object_uri, openssl_key_refs
+from cert_desk.pkcs11.attributes import attribute_text
+from cert_desk.pkcs11.ck import AttributeReader, CkFunctions
+from cert_desk.pkcs11.uri import object_uri_in, openssl_key_refs, token_uri
 from cert_desk.x509.certinfo import parse_der_certificate
 from cert_desk.x509.keys import curve_bits, curve_from_ec_params, public_key_spki, spki_sha256
 
@@ -36,161 +40,127 @@ log = logging.getLogger(__name__)
 
 CKA_PUBLIC_KEY_INFO = 0x129
 CKA_CERTIFICATE_CATEGORY = 0x87
+A = Attribute
+_BOOL, _ULONG, _DATE = 1, 8, 8
 
-# Batches, by class. Attributes a given object lacks simply do not come back.
-_COMMON = (Attribute.LABEL, Attribute.ID, Attribute.TOKEN, Attribute.PRIVATE, Attribute.MODIFIABLE)
-_KEY = (*_COMMON, Attribute.KEY_TYPE, Attribute.LOCAL, Attribute.START_DATE, Attribute.END_DATE,
-        Attribute.KEY_GEN_MECHANISM)
-_PRIVATE_KEY = (
-    *_KEY, Attribute.SENSITIVE, Attribute.EXTRACTABLE, Attribute.ALWAYS_SENSITIVE,
-    Attribute.NEVER_EXTRACTABLE, Attribute.ALWAYS_AUTHENTICATE, Attribute.SIGN_RECOVER,
-    Attribute.MODULUS, Attribute.PUBLIC_EXPONENT, Attribute.EC_PARAMS, CKA_PUBLIC_KEY_INFO,
-)
-_PUBLIC_KEY = (
-    *_KEY, Attribute.TRUSTED, Attribute.VERIFY_RECOVER, Attribute.MODULUS_BITS, Attribute.MODULUS,
-    Attribute.PUBLIC_EXPONENT, Attribute.EC_PARAMS, Attribute.EC_POINT, CKA_PUBLIC_KEY_INFO,
-)
-_SECRET_KEY = (
-    *_KEY, Attribute.SENSITIVE, Attribute.EXTRACTABLE, Attribute.ALWAYS_SENSITIVE,
-    Attribute.NEVER_EXTRACTABLE, Attribute.VALUE_LEN, Attribute.CHECK_VALUE,
-)
-_CERTIFICATE = (*_COMMON, Attribute.CERTIFICATE_TYPE, Attribute.VALUE, Attribute.TRUSTED,
-                CKA_CERTIFICATE_CATEGORY)
-_OTHER = (*_COMMON, Attribute.CLASS, Attribute.APPLICATION, Attribute.OBJECT_ID, Attribute.VALUE)
+# One template for every object, with a buffer per attribute. Safe for every class: no
+# CKA_VALUE (a secret key's value or an EC private key's scalar), no private components.
+LISTING_TEMPLATE: tuple[tuple[int, int], ...] = tuple((int(t), n) for t, n in (
+    (A.CLASS, _ULONG), (A.TOKEN, _BOOL), (A.PRIVATE, _BOOL), (A.MODIFIABLE, _BOOL), (A.LABEL, 256), (A.ID, 256),
+    (A.KEY_TYPE, _ULONG), (A.LOCAL, _BOOL), (A.START_DATE, _DATE), (A.END_DATE, _DATE),
+    (A.KEY_GEN_MECHANISM, _ULONG), (A.SENSITIVE, _BOOL), (A.EXTRACTABLE, _BOOL), (A.ALWAYS_SENSITIVE, _BOOL),
+    (A.NEVER_EXTRACTABLE, _BOOL), (A.ALWAYS_AUTHENTICATE, _BOOL),
+    (A.SIGN, _BOOL), (A.SIGN_RECOVER, _BOOL), (A.DECRYPT, _BOOL), (A.UNWRAP, _BOOL), (A.DERIVE, _BOOL),
+    (A.VERIFY, _BOOL), (A.VERIFY_RECOVER, _BOOL), (A.ENCRYPT, _BOOL), (A.WRAP, _BOOL), (A.TRUSTED, _BOOL),
+    (A.MODULUS, 1024), (A.MODULUS_BITS, _ULONG), (A.PUBLIC_EXPONENT, 16), (A.EC_PARAMS, 128),
+    (A.EC_POINT, 160), (CKA_PUBLIC_KEY_INFO, 1100), (A.VALUE_LEN, _ULONG), (A.CHECK_VALUE, 16),
+    (A.CERTIFICATE_TYPE, _ULONG), (CKA_CERTIFICATE_CATEGORY, _ULONG), (A.APPLICATION, 256), (A.OBJECT_ID, 128),
+))
+# Certificates are found first (a search by class), so their DER comes in the same one call.
+CERTIFICATE_TEMPLATE: tuple[tuple[int, int], ...] = (*LISTING_TEMPLATE, (int(A.VALUE), 4096))
+_USAGE = ((int(A.SIGN), "sign"), (int(A.DECRYPT), "decrypt"), (int(A.UNWRAP), "unwrap"),
+          (int(A.VERIFY), "verify"), (int(A.ENCRYPT), "encrypt"), (int(A.WRAP), "wrap"), (int(A.DERIVE), "derive"))
 
-# Failures that mean the token or session is gone: never fall back to per-attribute reads on these.
-_FATAL = (
-    p11x.DeviceRemoved, p11x.TokenNotPresent, p11x.SessionHandleInvalid, p11x.SessionClosed,
-    p11x.DeviceError, p11x.HostMemory,
+
+def _unpack_bool(v: bytes) -> bool:
+    return bool(v) and v[0] != 0
+
+
+def _unpack_ulong(v: bytes) -> int | bytes:
+    return int.from_bytes(v, sys.byteorder) if len(v) == _ULONG_SIZE else bytes(v)
+
+
+def _unpack_text(v: bytes) -> str:
+    return v.decode("utf-8", errors="replace")
+
+
+_ULONG_SIZE = struct.calcsize("L")
+# Enumerations come back as plain ints: python-pkcs11 would raise ValueError on a vendor
+# class or key type (and lose the whole batch), and IntEnum construction is slow.
+_ULONG_ATTRS = (
+    Attribute.CLASS, Attribute.KEY_TYPE, Attribute.CERTIFICATE_TYPE, Attribute.KEY_GEN_MECHANISM,
+    Attribute.MODULUS_BITS, Attribute.VALUE_LEN, Attribute.VALUE_BITS, Attribute.PRIME_BITS,
+    Attribute.SUBPRIME_BITS, Attribute.PARAMETER_SET, CKA_CERTIFICATE_CATEGORY,
 )
+_TEXT_ATTRS = (Attribute.LABEL, Attribute.APPLICATION, Attribute.URL, Attribute.UNIQUE_ID)
 
 
 class TolerantAttributeMapper(AttributeMapper):
-    """python-pkcs11's mapper, made safe for what real tokens return.
+    """python-pkcs11's mapper, made safe (and fast) for what real tokens return.
 
-    - Vendor object classes and key types come back as ints instead of raising ValueError
-      (which would abort the whole listing).
-    - Labels that are not valid UTF-8 are decoded with replacement characters.
+    - Object classes, key types and other CK_ULONG values come back as ints: a vendor
+      class or key type would make python-pkcs11 raise ValueError and lose the listing.
+    - Text that is not valid UTF-8 is decoded with replacement characters.
     - Attributes python-pkcs11 has no handler for (CKA_PUBLIC_KEY_INFO, vendor attributes)
-      come back as bytes.
-    - A value of the wrong length (a broken token) comes back as bytes.
+      come back as bytes; so does a value of the wrong length (a broken token).
+
+    Packing (building templates) is python-pkcs11's, unchanged.
     """
 
+    def __init__(self) -> None:
+        super().__init__()
+        unpack: dict[int, Callable[[bytes], Any]] = {
+            int(key): _unpack_bool if handler is handle_bool else handler[1]
+            for key, handler in self.attribute_types.items()
+        }
+        unpack.update({int(key): _unpack_ulong for key in _ULONG_ATTRS})
+        unpack.update({int(key): _unpack_text for key in _TEXT_ATTRS})
+        self._unpack = unpack
+
     def unpack_attributes(self, key: Attribute, value: bytes) -> Any:
-        if key in (Attribute.LABEL, Attribute.APPLICATION):
-            return value.decode("utf-8", errors="replace")
-        handler = self.attribute_types.get(key)
-        if handler is None:
+        fn = self._unpack.get(key)
+        if fn is None:
             return bytes(value)
         try:
-            return handler[1](value)
-        except ValueError:
-            if len(value) == 8:  # an enum value python-pkcs11 does not know
-                return int.from_bytes(value, "little")
-            return bytes(value)
-        except Exception:  # struct.error and friends: the token sent nonsense for this attribute
+            return fn(value)
+        except Exception:  # ValueError, struct.error: the token sent nonsense for this attribute
             log.debug("attribute %#x has a malformed value of %d bytes", int(key), len(value))
             return bytes(value)
 
 
-def _class_of(obj: pkcs11.Object) -> tuple[int | None, tuple[Attribute | int, ...]]:
-    if isinstance(obj, pkcs11.PrivateKey):
-        return C.CKO_PRIVATE_KEY, _PRIVATE_KEY
-    if isinstance(obj, pkcs11.PublicKey):
-        return C.CKO_PUBLIC_KEY, _PUBLIC_KEY
-    if isinstance(obj, pkcs11.SecretKey):
-        return C.CKO_SECRET_KEY, _SECRET_KEY
-    if isinstance(obj, pkcs11.Certificate):
-        return C.CKO_CERTIFICATE, _CERTIFICATE
-    if isinstance(obj, pkcs11.DomainParameters):
-        return C.CKO_DOMAIN_PARAMETERS, (*_COMMON, Attribute.KEY_TYPE, Attribute.LOCAL)
-    return None, _OTHER  # data objects, hardware features, vendor classes: CKA_CLASS is in the batch
-
-
-def _usage(obj: pkcs11.Object) -> tuple[str, ...]:
-    """The usage flags python-pkcs11 already read while building the object, as its mixins."""
-    pairs = (
-        (pkcs11.SignMixin, "sign"), (pkcs11.DecryptMixin, "decrypt"), (pkcs11.UnwrapMixin, "unwrap"),
-        (pkcs11.VerifyMixin, "verify"), (pkcs11.EncryptMixin, "encrypt"), (pkcs11.WrapMixin, "wrap"),
-        (pkcs11.DeriveMixin, "derive"),
-    )
-    return tuple(word for mixin, word in pairs if isinstance(obj, mixin))
-
-
-def read_attributes(obj: pkcs11.Object, keys: tuple[Attribute | int, ...]) -> dict[int, Any]:
-    """One batched read; if the token mishandles batches, one attribute at a time."""
+def _unpack_date(v: bytes) -> date | None:
+    text = v.decode("ascii", errors="replace").strip("\x00 ")
+    if len(text) != 8 or not text.isdigit():
+        return None
     try:
-        return {int(k): v for k, v in obj.get_attributes(list(keys)).items()}  # type: ignore[arg-type]
-    except _FATAL:
-        raise
-    except p11x.PKCS11Error as e:
-        log.debug("batched attribute read failed (%s); reading one by one", type(e).__name__)
+        return date(int(text[:4]), int(text[4:6]), int(text[6:]))
+    except ValueError:
+        return None
+
+
+def decode(raw: dict[int, bytes]) -> dict[int, Any]:
+    """Raw attribute bytes as Python values (bools, ints, text, dates; anything else stays bytes)."""
     out: dict[int, Any] = {}
-    for key in keys:
+    for key, value in raw.items():
+        kind = _DECODERS.get(key)
         try:
-            out[int(key)] = obj[key]  # type: ignore[index]
-        except _FATAL:
-            raise
-        except (p11x.PKCS11Error, NotImplementedError, KeyError):
-            continue
+            out[key] = kind(value) if kind is not None else value
+        except Exception:  # a malformed value from the token: keep the bytes
+            out[key] = value
     return out
 
 
-def _attr_name(key: int) -> str:
-    if key == CKA_PUBLIC_KEY_INFO:
-        return "CKA_PUBLIC_KEY_INFO"
-    if key == CKA_CERTIFICATE_CATEGORY:
-        return "CKA_CERTIFICATE_CATEGORY"
-    try:
-        return "CKA_" + Attribute(key).name
-    except ValueError:
-        return f"CKA_{key:#x}"
+_DECODERS: dict[int, Callable[[bytes], Any]] = {
+    **{int(k): _unpack_bool for k, fn in AttributeMapper().attribute_types.items() if fn is handle_bool},
+    **{int(k): _unpack_ulong for k in _ULONG_ATTRS},
+    **{int(k): _unpack_text for k in _TEXT_ATTRS},
+    int(A.START_DATE): _unpack_date,
+    int(A.END_DATE): _unpack_date,
+}
+def _opt_bool(attrs: dict[int, Any], key: int) -> bool | None:
+    v = attrs.get(key)
+    return v if type(v) is bool else None
 
 
-def _display(key: int, value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if key == Attribute.CLASS and isinstance(value, int):
-        return C.OBJECT_CLASS_WORDS.get(int(value), f"{int(value):#x}")
-    if key == Attribute.KEY_TYPE and isinstance(value, int):
-        return C.key_type_name(int(value))
-    if key == Attribute.CERTIFICATE_TYPE and isinstance(value, int):
-        return C.CERTIFICATE_TYPE_NAMES.get(int(value), f"{int(value):#x}")
-    if key == Attribute.KEY_GEN_MECHANISM and isinstance(value, int):
-        if value == C.CK_UNAVAILABLE_INFORMATION:
-            return "unavailable"
-        return C.mechanism_name(int(value))
-    if isinstance(value, IntEnum):
-        return value.name
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, bytes | bytearray):
-        if not value:
-            return "(empty)"
-        if key == Attribute.VALUE or len(value) > 64:
-            return f"({len(value)} bytes) {bytes(value[:32]).hex()}{'...' if len(value) > 32 else ''}"
-        return bytes(value).hex()
-    return str(value)
-
-
-def _opt_bool(attrs: dict[int, Any], key: Attribute) -> bool | None:
-    v = attrs.get(int(key))
-    return v if isinstance(v, bool) else None
-
-
-def describe_object(
-    obj: pkcs11.Object, token: TokenInfo, slot_id: int
-) -> ObjectInfo:
-    """Read one object (one batched attribute read) and describe it."""
-    klass, keys = _class_of(obj)
-    attrs = read_attributes(obj, keys)
-    if klass is None:
-        raw_class = attrs.get(int(Attribute.CLASS))
-        klass = int(raw_class) if isinstance(raw_class, int) else -1
-    label = attrs.get(int(Attribute.LABEL)) or ""
+def describe_object(attrs: dict[int, Any], handle: int, token: TokenInfo, slot_id: int, uri_prefix: str, *,
+                    cert_der: bytes | None = None, value_length: int | None = None) -> ObjectInfo:
+    """Describe one object from its decoded attributes (no token call here)."""
+    raw_class = attrs.get(int(A.CLASS))
+    klass = raw_class if type(raw_class) is int else -1
+    label = attrs.get(int(A.LABEL)) or ""
     if not isinstance(label, str):
         label = str(label)
-    obj_id = attrs.get(int(Attribute.ID)) or b""
+    obj_id = attrs.get(int(A.ID)) or b""
     if not isinstance(obj_id, bytes):
         obj_id = b""
     problems: list[str] = []
@@ -200,106 +170,136 @@ def describe_object(
     spki: bytes | None = None
     certificate = None
 
-    raw_kt = attrs.get(int(Attribute.KEY_TYPE))
-    if isinstance(raw_kt, int):
-        key_type = C.key_type_name(int(raw_kt))
-    modulus = attrs.get(int(Attribute.MODULUS))
-    ec_params = attrs.get(int(Attribute.EC_PARAMS))
-    if isinstance(modulus, bytes) and modulus:
+    raw_kt = attrs.get(int(A.KEY_TYPE))
+    if type(raw_kt) is int:
+        key_type = C.key_type_name(raw_kt)
+    modulus = _bytes_or_none(attrs.get(int(A.MODULUS)))
+    ec_params = _bytes_or_none(attrs.get(int(A.EC_PARAMS)))
+    if modulus:
         bits = int.from_bytes(modulus, "big").bit_length()
-    mb = attrs.get(int(Attribute.MODULUS_BITS))
-    if isinstance(mb, int) and mb > 0:
+    mb = attrs.get(int(A.MODULUS_BITS))
+    if type(mb) is int and mb > 0:
         bits = mb
-    if isinstance(ec_params, bytes) and ec_params:
+    if ec_params:
         curve = curve_from_ec_params(ec_params)
         bits = curve_bits(curve) if curve else None
-    vlen = attrs.get(int(Attribute.VALUE_LEN))
-    if klass == C.CKO_SECRET_KEY and isinstance(vlen, int):
+    vlen = attrs.get(int(A.VALUE_LEN))
+    if klass == C.CKO_SECRET_KEY and type(vlen) is int:
         bits = vlen * 8
     if klass in (C.CKO_PRIVATE_KEY, C.CKO_PUBLIC_KEY):
         spki = public_key_spki(
-            modulus=modulus if isinstance(modulus, bytes) else None,
-            exponent=_bytes_or_none(attrs.get(int(Attribute.PUBLIC_EXPONENT))),
-            ec_params=ec_params if isinstance(ec_params, bytes) else None,
-            ec_point=_bytes_or_none(attrs.get(int(Attribute.EC_POINT))),
+            modulus=modulus,
+            exponent=_bytes_or_none(attrs.get(int(A.PUBLIC_EXPONENT))),
+            ec_params=ec_params,
+            ec_point=_bytes_or_none(attrs.get(int(A.EC_POINT))),
             public_key_info=_bytes_or_none(attrs.get(CKA_PUBLIC_KEY_INFO)),
         )
-    value = attrs.get(int(Attribute.VALUE))
-    value_length = len(value) if isinstance(value, bytes) else None
     if klass == C.CKO_CERTIFICATE:
-        ctype = attrs.get(int(Attribute.CERTIFICATE_TYPE))
-        if isinstance(value, bytes) and (ctype is None or int(ctype) == 0):
+        ctype = attrs.get(int(A.CERTIFICATE_TYPE))
+        if ctype not in (None, 0):
+            problems.append(f"Not an X.509 certificate ({attribute_text(int(A.CERTIFICATE_TYPE), ctype)}).")
+        elif cert_der:
             try:
-                certificate = parse_der_certificate(value)
+                certificate = parse_der_certificate(cert_der)
             except InputError as e:
                 problems.append(f"The certificate cannot be parsed: {e.message}")
-        elif ctype is not None and int(ctype) != 0:
-            problems.append(f"Not an X.509 certificate ({_display(int(Attribute.CERTIFICATE_TYPE), ctype)}).")
+        else:
+            problems.append("The certificate object has no value.")
         if certificate is not None:
             key_type = certificate.public_key_type
             bits = certificate.public_key_bits
             curve = certificate.curve
-    public_sha = (
-        certificate.spki_sha256 if certificate is not None else (spki_sha256(spki) if spki else None)
-    )
-    application = attrs.get(int(Attribute.APPLICATION))
-
-    shown = tuple(
-        (_attr_name(k), _display(k, v))
-        for k, v in sorted(attrs.items())
-    )
-    uri = object_uri(
-        model=token.model, manufacturer=token.manufacturer, serial=token.serial, token_label=token.label,
-        object_class=klass, object_id=obj_id, label=label,
-    )
-    refs = (
-        openssl_key_refs(slot_id, obj_id, label)
-        if klass in (C.CKO_PRIVATE_KEY, C.CKO_PUBLIC_KEY, C.CKO_CERTIFICATE) else ()
-    )
+        if cert_der is not None:
+            value_length = len(cert_der)
+    public_sha = certificate.spki_sha256 if certificate is not None else (spki_sha256(spki) if spki else None)
+    application = attrs.get(int(A.APPLICATION))
+    if cert_der is not None:
+        attrs = {**attrs, int(A.VALUE): cert_der}
     return ObjectInfo(
         object_class=klass,
         class_name=C.OBJECT_CLASS_NAMES.get(klass, f"vendor_{klass:#x}" if klass >= 0 else "unknown"),
-        handle=int(obj.handle or 0),
+        handle=handle,
         label=label,
         id=obj_id,
         key_type=key_type,
         bits=bits,
         curve=curve,
-        usage=_usage(obj),
-        token_object=_opt_bool(attrs, Attribute.TOKEN),
-        private=_opt_bool(attrs, Attribute.PRIVATE),
-        modifiable=_opt_bool(attrs, Attribute.MODIFIABLE),
-        sensitive=_opt_bool(attrs, Attribute.SENSITIVE),
-        extractable=_opt_bool(attrs, Attribute.EXTRACTABLE),
-        local=_opt_bool(attrs, Attribute.LOCAL),
-        always_sensitive=_opt_bool(attrs, Attribute.ALWAYS_SENSITIVE),
-        never_extractable=_opt_bool(attrs, Attribute.NEVER_EXTRACTABLE),
-        always_authenticate=_opt_bool(attrs, Attribute.ALWAYS_AUTHENTICATE),
+        usage=tuple(word for key, word in _USAGE if attrs.get(key) is True),
+        token_object=_opt_bool(attrs, _TOKEN),
+        private=_opt_bool(attrs, _PRIVATE),
+        modifiable=_opt_bool(attrs, _MODIFIABLE),
+        sensitive=_opt_bool(attrs, _SENSITIVE),
+        extractable=_opt_bool(attrs, _EXTRACTABLE),
+        local=_opt_bool(attrs, _LOCAL),
+        always_sensitive=_opt_bool(attrs, _ALWAYS_SENSITIVE),
+        never_extractable=_opt_bool(attrs, _NEVER_EXTRACTABLE),
+        always_authenticate=_opt_bool(attrs, _ALWAYS_AUTHENTICATE),
         application=application if isinstance(application, str) else None,
         value_length=value_length,
         certificate=certificate,
         public_key_sha256=public_sha,
-        attributes=shown,
-        uri=uri,
-        openssl_key=refs,
+        attributes=tuple(attrs.items()),
+        uri=object_uri_in(uri_prefix, object_class=klass, object_id=obj_id, label=label),
+        openssl_key=(openssl_key_refs(slot_id, obj_id, label)
+                     if klass in (C.CKO_PRIVATE_KEY, C.CKO_PUBLIC_KEY, C.CKO_CERTIFICATE) else ()),
         problems=tuple(problems),
     )
+
+
+_TOKEN, _PRIVATE, _MODIFIABLE, _SENSITIVE, _EXTRACTABLE, _LOCAL = (
+    int(A.TOKEN), int(A.PRIVATE), int(A.MODIFIABLE), int(A.SENSITIVE), int(A.EXTRACTABLE), int(A.LOCAL))
+_ALWAYS_SENSITIVE, _NEVER_EXTRACTABLE, _ALWAYS_AUTHENTICATE = (
+    int(A.ALWAYS_SENSITIVE), int(A.NEVER_EXTRACTABLE), int(A.ALWAYS_AUTHENTICATE))
 
 
 def _bytes_or_none(v: Any) -> bytes | None:
     return bytes(v) if isinstance(v, bytes | bytearray) and v else None
 
 
-def iter_objects(session: pkcs11.Session, batch_size: int = 64) -> Iterator[pkcs11.Object]:
-    """Every object the session can see (python-pkcs11 builds each one as it comes)."""
-    return iter(session.get_objects({}, batch_size=batch_size))  # type: ignore[call-arg]
+def _token_uri(token: TokenInfo) -> str:
+    return token_uri(model=token.model, manufacturer=token.manufacturer, serial=token.serial, label=token.label)
 
 
-def read_objects(session: pkcs11.Session, token: TokenInfo, slot_id: int) -> tuple[ObjectInfo, ...]:
-    return tuple(describe_object(obj, token, slot_id) for obj in iter_objects(session))
+class ObjectReader:
+    """Reads every object a session sees: one C_GetAttributeValue per object (two for a data
+    object, whose size is asked separately so that its value is never read).
 
+    Attributes:
+        calls: C_GetAttributeValue calls made (for the benchmark and the tests).
+    """
 
-# ---------------------------------------------------------------- pairing
+    def __init__(self, ck: CkFunctions) -> None:
+        self._ck = ck
+        self._main = AttributeReader(ck, LISTING_TEMPLATE)
+        self._cert = AttributeReader(ck, CERTIFICATE_TEMPLATE)
+
+    @property
+    def calls(self) -> int:
+        return self._main.calls + self._cert.calls
+
+    def read(self, session: int, token: TokenInfo, slot_id: int) -> tuple[ObjectInfo, ...]:
+        prefix = _token_uri(token)
+        out = []
+        certificates = set(self._ck.find_objects(session, object_class=C.CKO_CERTIFICATE))
+        value_key = int(A.VALUE)
+        for handle in self._ck.find_objects(session):
+            cert_der: bytes | None = None
+            value_length: int | None = None
+            if handle in certificates:
+                raw = self._cert.read(session, handle)
+                cert_der = raw.pop(value_key, None)
+            else:
+                raw = self._main.read(session, handle)
+            attrs = decode(raw)
+            klass = attrs.get(int(A.CLASS))
+            if klass != C.CKO_CERTIFICATE:
+                cert_der = None
+            if klass == C.CKO_DATA:
+                value_length = self._ck.attribute_sizes(session, handle, (int(A.VALUE),)).get(int(A.VALUE))
+            out.append(describe_object(attrs, handle, token, slot_id, prefix, cert_der=cert_der,
+                                       value_length=value_length))
+        return tuple(out)
+
 
 _ORDER = {C.CKO_PRIVATE_KEY: 0, C.CKO_PUBLIC_KEY: 1, C.CKO_CERTIFICATE: 2}
 

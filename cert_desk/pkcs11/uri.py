@@ -27,7 +27,7 @@ def _pct(value: str) -> str:
 
 
 def _pct_bytes(value: bytes) -> str:
-    return "".join(f"%{b:02X}" for b in value)
+    return "%" + value.hex("%").upper() if value else ""
 
 
 def token_uri(*, model: str, manufacturer: str, serial: str, label: str) -> str:
@@ -47,7 +47,12 @@ def object_uri(
     object_class: int, object_id: bytes, label: str,
 ) -> str:
     uri = token_uri(model=model, manufacturer=manufacturer, serial=serial, label=token_label)
-    parts = [uri]
+    return object_uri_in(uri, object_class=object_class, object_id=object_id, label=label)
+
+
+def object_uri_in(token_uri: str, *, object_class: int, object_id: bytes, label: str) -> str:
+    """The URI of an object of the token whose URI is ``token_uri`` (see :func:`token_uri`)."""
+    parts = [token_uri]
     if object_id:
         parts.append(f"id={_pct_bytes(object_id)}")
     if label:

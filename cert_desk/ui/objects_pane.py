@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from cert_desk.models import ObjectInfo, ObjectListing, TokenRef
+from cert_desk.pkcs11.attributes import attribute_name, attribute_text
 from cert_desk.pkcs11.constants import OBJECT_CLASS_WORDS
 from cert_desk.services.outcome import Outcome
 from cert_desk.ui.app import AppContext
@@ -58,9 +59,10 @@ def object_html(o: ObjectInfo, listing: ObjectListing | None) -> str:
     out += "<table>" + "".join(
         f"<tr><td style='padding-right:12px' valign='top'><b>{html.escape(k)}</b></td>"
         f"<td style='font-family:monospace'>{html.escape(v)}</td></tr>" for k, v in rows) + "</table>"
+    named = [(attribute_name(k), k, v) for k, v in o.attributes]
     out += "<h4>All attributes</h4><table>" + "".join(
-        f"<tr><td style='padding-right:12px'>{html.escape(k)}</td><td style='font-family:monospace'>"
-        f"{html.escape(v)}</td></tr>" for k, v in o.attributes) + "</table>"
+        f"<tr><td style='padding-right:12px'>{html.escape(name)}</td><td style='font-family:monospace'>"
+        f"{html.escape(attribute_text(k, v))}</td></tr>" for name, k, v in named) + "</table>"
     return out
 
 

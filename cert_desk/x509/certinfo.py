@@ -45,7 +45,7 @@ _KU_FIELDS = (
 
 
 def colon_hex(data: bytes) -> str:
-    return ":".join(f"{b:02X}" for b in data)
+    return data.hex(":").upper()
 
 
 def _common_name(name: x509.Name) -> str:
@@ -61,11 +61,7 @@ def _common_name(name: x509.Name) -> str:
     return ""
 
 
-def _key_usage(cert: x509.Certificate) -> tuple[str, ...]:
-    try:
-        ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
-    except x509.ExtensionNotFound:
-        return ()
+def _key_usage(ku: x509.KeyUsage) -> tuple[str, ...]:
     words = [word for attr, word in _KU_FIELDS if getattr(ku, attr)]
     if ku.key_agreement:
         if ku.encipher_only:
@@ -75,64 +71,25 @@ def _key_usage(cert: x509.Certificate) -> tuple[str, ...]:
     return tuple(words)
 
 
-def _eku(cert: x509.Certificate) -> tuple[str, ...]:
-    try:
-        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    except x509.ExtensionNotFound:
-        return ()
-    return tuple(_EKU_NAMES.get(oid, oid.dotted_string) for oid in eku)
+def _general_name(gn: x509.GeneralName) -> str:
+    if isinstance(gn, x509.DNSName):
+        return f"DNS:{gn.value}"
+    if isinstance(gn, x509.RFC822Name):
+        return f"email:{gn.value}"
+    if isinstance(gn, x509.IPAddress):
+        return f"IP:{gn.value}"
+    if isinstance(gn, x509.UniformResourceIdentifier):
+        return f"URI:{gn.value}"
+    if isinstance(gn, x509.DirectoryName):
+        return f"dirName:{gn.value.rfc4514_string()}"
+    if isinstance(gn, x509.RegisteredID):
+        return f"RID:{gn.value.dotted_string}"
+    if isinstance(gn, x509.OtherName):
+        return f"othername:{gn.type_id.dotted_string}"
+    return str(gn)
 
 
-def _sans(cert: x509.Certificate) -> tuple[str, ...]:
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return ()
-    out: list[str] = []
-    for gn in san:
-        if isinstance(gn, x509.DNSName):
-            out.append(f"DNS:{gn.value}")
-        elif isinstance(gn, x509.RFC822Name):
-            out.append(f"email:{gn.value}")
-        elif isinstance(gn, x509.IPAddress):
-            out.append(f"IP:{gn.value}")
-        elif isinstance(gn, x509.UniformResourceIdentifier):
-            out.append(f"URI:{gn.value}")
-        elif isinstance(gn, x509.DirectoryName):
-            out.append(f"dirName:{gn.value.rfc4514_string()}")
-        elif isinstance(gn, x509.RegisteredID):
-            out.append(f"RID:{gn.value.dotted_string}")
-        elif isinstance(gn, x509.OtherName):
-            out.append(f"othername:{gn.type_id.dotted_string}")
-    return tuple(out)
-
-
-def _basic_constraints(cert: x509.Certificate) -> tuple[bool | None, int | None]:
-    try:
-        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-    except x509.ExtensionNotFound:
-        return None, None
-    return bc.ca, bc.path_length
-
-
-def _key_id(cert: x509.Certificate, cls: type[x509.SubjectKeyIdentifier] | type[x509.AuthorityKeyIdentifier]
-            ) -> str | None:
-    try:
-        ext = cert.extensions.get_extension_for_class(cls).value
-    except x509.ExtensionNotFound:
-        return None
-    if isinstance(ext, x509.SubjectKeyIdentifier):
-        return colon_hex(ext.digest)
-    if isinstance(ext, x509.AuthorityKeyIdentifier) and ext.key_identifier is not None:
-        return colon_hex(ext.key_identifier)
-    return None
-
-
-def _public_key_facts(cert: x509.Certificate) -> tuple[str, int | None, str | None]:
-    try:
-        key = cert.public_key()
-    except (ValueError, TypeError):
-        return "unknown", None, None
+def _public_key_facts(key: object) -> tuple[str, int | None, str | None]:
     if isinstance(key, rsa.RSAPublicKey):
         return "RSA", key.key_size, None
     if isinstance(key, ec.EllipticCurvePublicKey):
@@ -146,33 +103,53 @@ def _public_key_facts(cert: x509.Certificate) -> tuple[str, int | None, str | No
     return type(key).__name__, None, None
 
 
-def certificate_info(cert: x509.Certificate) -> CertificateInfo:
-    """Describe a parsed certificate.
+def certificate_info(cert: x509.Certificate, der: bytes | None = None) -> CertificateInfo:
+    """Describe a parsed certificate (``der``: its encoding, when the caller has it already).
 
     Raises:
-        InputError: an extension is malformed (cryptography parses extensions lazily).
+        InputError: its public key or an extension is malformed (cryptography parses both lazily).
     """
     try:
-        der = cert.public_bytes(serialization.Encoding.DER)
-        spki = cert.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+        if der is None:
+            der = cert.public_bytes(serialization.Encoding.DER)
+        key = cert.public_key()
+        spki = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     except (ValueError, TypeError) as e:
         raise InputError(f"The certificate's public key cannot be read: {e}") from e
     try:
-        key_type, bits, curve = _public_key_facts(cert)
-        is_ca, path_len = _basic_constraints(cert)
-        try:
-            sig_alg = cert.signature_algorithm_oid._name
-        except AttributeError:
-            sig_alg = cert.signature_algorithm_oid.dotted_string
+        key_usage: tuple[str, ...] = ()
+        eku: tuple[str, ...] = ()
+        sans: tuple[str, ...] = ()
+        is_ca: bool | None = None
+        path_len: int | None = None
+        ski: str | None = None
+        aki: str | None = None
+        for ext in cert.extensions:  # one pass: each get_extension_for_class() walks them all
+            value = ext.value
+            if isinstance(value, x509.KeyUsage):
+                key_usage = _key_usage(value)
+            elif isinstance(value, x509.ExtendedKeyUsage):
+                eku = tuple(_EKU_NAMES.get(oid, oid.dotted_string) for oid in value)
+            elif isinstance(value, x509.SubjectAlternativeName):
+                sans = tuple(_general_name(gn) for gn in value)
+            elif isinstance(value, x509.BasicConstraints):
+                is_ca, path_len = value.ca, value.path_length
+            elif isinstance(value, x509.SubjectKeyIdentifier):
+                ski = colon_hex(value.digest)
+            elif isinstance(value, x509.AuthorityKeyIdentifier) and value.key_identifier is not None:
+                aki = colon_hex(value.key_identifier)
+        key_type, bits, curve = _public_key_facts(key)
+        oid = cert.signature_algorithm_oid
+        sig_alg = getattr(oid, "_name", None) or oid.dotted_string
+        subject, issuer = cert.subject, cert.issuer
+        serial = cert.serial_number
         return CertificateInfo(
             der=der,
-            subject=cert.subject.rfc4514_string(),
-            issuer=cert.issuer.rfc4514_string(),
-            subject_cn=_common_name(cert.subject),
-            issuer_cn=_common_name(cert.issuer),
-            serial=f"{cert.serial_number:X}" if cert.serial_number >= 0 else f"-{-cert.serial_number:X}",
+            subject=subject.rfc4514_string(),
+            issuer=issuer.rfc4514_string(),
+            subject_cn=_common_name(subject),
+            issuer_cn=_common_name(issuer),
+            serial=f"{serial:X}" if serial >= 0 else f"-{-serial:X}",
             not_before=cert.not_valid_before_utc.astimezone(UTC),
             not_after=cert.not_valid_after_utc.astimezone(UTC),
             version=cert.version.value + 1,
@@ -180,14 +157,14 @@ def certificate_info(cert: x509.Certificate) -> CertificateInfo:
             public_key_type=key_type,
             public_key_bits=bits,
             curve=curve,
-            key_usage=_key_usage(cert),
-            extended_key_usage=_eku(cert),
-            subject_alt_names=_sans(cert),
+            key_usage=key_usage,
+            extended_key_usage=eku,
+            subject_alt_names=sans,
             is_ca=is_ca,
             path_length=path_len,
-            subject_key_identifier=_key_id(cert, x509.SubjectKeyIdentifier),
-            authority_key_identifier=_key_id(cert, x509.AuthorityKeyIdentifier),
-            self_signed=cert.subject == cert.issuer,
+            subject_key_identifier=ski,
+            authority_key_identifier=aki,
+            self_signed=subject == issuer,
             sha256_fingerprint=colon_hex(hashlib.sha256(der).digest()),
             sha1_fingerprint=colon_hex(hashlib.sha1(der).digest()),  # noqa: S324 - a fingerprint, not security
             spki_sha256=spki_sha256(spki),
@@ -208,4 +185,4 @@ def parse_der_certificate(der: bytes) -> CertificateInfo:
         cert = x509.load_der_x509_certificate(der)
     except ValueError as e:
         raise InputError(f"Not a DER X.509 certificate: {e}") from e
-    return certificate_info(cert)
+    return certificate_info(cert, bytes(der))

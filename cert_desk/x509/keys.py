@@ -8,6 +8,7 @@ CKA_EC_POINT (EC public keys) or CKA_PUBLIC_KEY_INFO (PKCS#11 2.40, some tokens)
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 
@@ -52,6 +53,7 @@ def curve_bits(name: str) -> int | None:
     return _CURVE_BITS.get(name)
 
 
+@functools.lru_cache(maxsize=64)
 def curve_from_ec_params(params: bytes) -> str | None:
     """The curve named by CKA_EC_PARAMS (a DER OID, or a PrintableString for Edwards curves)."""
     try:

@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""Benchmark: listing 3,000 objects, cert-desk against OpenSC's pkcs11-tool, in one run.
+
+Builds a private SoftHSM2 token with 1,000 EC P-256 key pairs and 1,000 certificates
+(3,000 objects; the key pairs are generated on the token, the certificates issued by a
+throw-away CA and written with their key's CKA_ID), then prints:
+
+- the wall time of ``cert-desk objects --json --login`` and ``pkcs11-tool -O --login``
+  (median of 5 runs each, and their ratio; target <= 0.8),
+- the peak memory (max RSS) of each,
+- C_GetAttributeValue calls per object, counted by OpenSC's pkcs11-spy for both
+  (target <= 4.0 for cert-desk).
+
+Both tools get the PIN through the environment. The spy logs PINs in clear, so its log
+lives in the temporary directory and is removed with it. Nothing outside the temporary
+directory is touched.
+
+Usage: python benchmarks/list_objects.py [--pairs 1000] [--runs 5] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PIN = "123456"
+SO_PIN = "12345678"
+SPY = "/usr/lib/x86_64-linux-gnu/pkcs11-spy.so"
+
+
+def populate(module: str, pairs: int) -> float:
+    """Fill the token in-process through cert-desk's own worker and key generation."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    from cert_desk.models import TokenSelector
+    from cert_desk.pkcs11.keygen import KeySpec, generate_key_pair, public_key_of, write_certificate
+    from cert_desk.pkcs11.module import LoadedModule, session_handle
+    from cert_desk.secrets import Secret
+    from cert_desk.services.worker import WorkerPool
+    from cert_desk.x509 import ca as local_ca
+
+    def job(m: LoadedModule) -> int:
+        free = next(r for r in m.slot_reports(with_mechanisms=False) if r.token and not r.token.initialized)
+        m.ck.init_token(free.slot.slot_id, SO_PIN.encode(), "bench")
+        ref = m.resolve(TokenSelector(label="bench"))
+        m.login(ref, Secret(SO_PIN, "bench"), so=True)
+        m.ck.init_pin(session_handle(m.pkcs11_session(ref)), PIN.encode())
+        m.logout(ref)
+        m.login(ref, Secret(PIN, "bench"))
+        session = m.pkcs11_session(ref)
+        ca_key, ca_cert = local_ca.make_root(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Bench CA")]))
+        spec = KeySpec.parse("ec:prime256v1")
+        for i in range(pairs):
+            obj_id = i.to_bytes(2, "big")
+            label = f"key{i:04d}"
+            pub, _priv = generate_key_pair(session, spec, label=label, obj_id=obj_id)
+            cert = local_ca.issue(ca_key, ca_cert, public_key_of(pub),
+                                  x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"Bench User {i}")]))
+            write_certificate(session, cert, label=label, obj_id=obj_id)
+        m.logout(ref)
+        return pairs
+
+    t0 = time.perf_counter()
+    pool = WorkerPool()
+    try:
+        pool.submit(module, job, "populate").result()
+    finally:
+        pool.shutdown(60)
+    return time.perf_counter() - t0
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, int, str]:
+    """(wall seconds, max RSS in KiB, stdout) of one run."""
+    t0 = time.perf_counter()
+    with tempfile.TemporaryFile() as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.PIPE)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+        if proc.returncode != 0:
+            raise SystemExit(f"{cmd[0]} failed ({proc.returncode}): {err}")
+        out.seek(0)
+        text = out.read().decode(errors="replace")
+    return wall, usage.ru_maxrss, text
+
+
+def spy_calls(cmd: list[str], env: dict[str, str], log: Path) -> int:
+    log.unlink(missing_ok=True)
+    subprocess.run(cmd, env={**env, "PKCS11SPY_OUTPUT": str(log)}, check=True, capture_output=True, timeout=600)
+    text = log.read_text(errors="replace")
+    log.unlink()
+    return len(re.findall(r"^\d+: C_GetAttributeValue$", text, re.M))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--pairs", type=int, default=1000, help="key pairs (each with a certificate)")
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--keep", metavar="DIR", help="build the token in DIR and keep it")
+    args = ap.parse_args()
+
+    from cert_desk.pkcs11.discovery import softhsm_module_path
+
+    module = softhsm_module_path()
+    if module is None or shutil.which("pkcs11-tool") is None:
+        raise SystemExit("needs SoftHSM2 (softhsm2) and OpenSC's pkcs11-tool (opensc)")
+    root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="cert-desk-bench-"))
+    try:
+        (root / "tokens").mkdir(parents=True, exist_ok=True)
+        conf = root / "softhsm2.conf"
+        conf.write_text(f"directories.tokendir = {root / 'tokens'}\nobjectstore.backend = file\n"
+                        "log.level = ERROR\nslots.removable = false\n")
+        os.environ["SOFTHSM2_CONF"] = str(conf)
+        env = {**os.environ, "SOFTHSM2_CONF": str(conf), "CERT_DESK_PIN": PIN, "P11_PIN": PIN,
+               "CERT_DESK_NO_LOG_FILE": "1", "HOME": str(root), "XDG_CONFIG_HOME": str(root / "config")}
+        print(f"building a token with {args.pairs} EC key pairs and {args.pairs} certificates ...", flush=True)
+        built = populate(module, args.pairs)
+        objects = 3 * args.pairs
+        print(f"  built in {built:.1f} s")
+
+        ours = [sys.executable, "-m", "cert_desk", "objects", "--module", module, "--token", "bench", "--json",
+                "--login"]
+        theirs = ["pkcs11-tool", "--module", module, "--token-label", "bench", "-O", "--login", "--pin", "env:P11_PIN"]
+        n_ours = len(__import__("json").loads(timed(ours, env)[2]))
+        n_theirs = timed(theirs, env)[2].count(" Object")
+        assert n_ours == objects, f"cert-desk listed {n_ours} objects, expected {objects}"
+        runs_ours, runs_theirs, rss_ours, rss_theirs = [], [], 0, 0
+        for _ in range(args.runs):  # interleaved, so both see the same machine load
+            w, rss, _ = timed(ours, env)
+            runs_ours.append(w)
+            rss_ours = max(rss_ours, rss)
+            w, rss, _ = timed(theirs, env)
+            runs_theirs.append(w)
+            rss_theirs = max(rss_theirs, rss)
+        med_ours, med_theirs = statistics.median(runs_ours), statistics.median(runs_theirs)
+
+        spy_env = {**env, "PKCS11SPY": module}
+        calls_ours = spy_calls([*ours[:5], SPY, *ours[6:]], spy_env, root / "spy.log") if os.path.exists(SPY) else -1
+        calls_theirs = spy_calls(["pkcs11-tool", "--module", SPY, *theirs[3:]], spy_env, root / "spy.log") \
+            if os.path.exists(SPY) else -1
+
+        print()
+        print(f"objects on the token                : {objects} (pkcs11-tool listed {n_theirs})")
+        print(f"cert-desk objects --json --login     : median {med_ours:.3f} s of {args.runs} "
+              f"({', '.join(f'{r:.3f}' for r in runs_ours)})")
+        print(f"pkcs11-tool -O --login               : median {med_theirs:.3f} s of {args.runs} "
+              f"({', '.join(f'{r:.3f}' for r in runs_theirs)})")
+        print(f"wall time ratio cert-desk/pkcs11-tool: {med_ours / med_theirs:.2f}  (target <= 0.80)")
+        print(f"peak memory (max RSS)                : cert-desk {rss_ours / 1024:.1f} MiB, "
+              f"pkcs11-tool {rss_theirs / 1024:.1f} MiB")
+        if calls_ours >= 0:
+            print(f"C_GetAttributeValue per object       : cert-desk {calls_ours / objects:.2f} (target <= 4.0), "
+                  f"pkcs11-tool {calls_theirs / objects:.2f}")
+        else:
+            print("C_GetAttributeValue per object       : pkcs11-spy.so not found (package opensc-pkcs11)")
+    finally:
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
