@@ -78,20 +78,26 @@ def populate(module: str, pairs: int) -> float:
     return time.perf_counter() - t0
 
 
+GNU_TIME = "/usr/bin/time"
+
+
 def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, int, str]:
-    """(wall seconds, max RSS in KiB, stdout) of one run."""
-    t0 = time.perf_counter()
-    with tempfile.TemporaryFile() as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.PIPE)
-        _, status, usage = os.wait4(proc.pid, 0)
+    """(wall seconds, max RSS in KiB, stdout) of one run.
+
+    The peak memory comes from GNU time (package ``time``), which forks the command
+    itself: a child of this big Python process would report our own peak (Linux carries a
+    vfork parent's high-water mark into the child at exec).
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        rss_file = Path(tmp) / "rss"
+        full = [GNU_TIME, "-f", "%M", "-o", str(rss_file), *cmd] if os.path.exists(GNU_TIME) else cmd
+        t0 = time.perf_counter()
+        proc = subprocess.run(full, env=env, capture_output=True, check=False)
         wall = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
         if proc.returncode != 0:
-            raise SystemExit(f"{cmd[0]} failed ({proc.returncode}): {err}")
-        out.seek(0)
-        text = out.read().decode(errors="replace")
-    return wall, usage.ru_maxrss, text
+            raise SystemExit(f"{cmd[0]} failed ({proc.returncode}): {proc.stderr.decode(errors='replace')}")
+        rss = int(rss_file.read_text().split()[-1]) if rss_file.exists() else -1
+    return wall, rss, proc.stdout.decode(errors="replace")
 
 
 def spy_calls(cmd: list[str], env: dict[str, str], log: Path) -> int:
@@ -156,8 +162,11 @@ def main() -> int:
         print(f"pkcs11-tool -O --login               : median {med_theirs:.3f} s of {args.runs} "
               f"({', '.join(f'{r:.3f}' for r in runs_theirs)})")
         print(f"wall time ratio cert-desk/pkcs11-tool: {med_ours / med_theirs:.2f}  (target <= 0.80)")
-        print(f"peak memory (max RSS)                : cert-desk {rss_ours / 1024:.1f} MiB, "
-              f"pkcs11-tool {rss_theirs / 1024:.1f} MiB")
+        if rss_ours >= 0:
+            print(f"peak memory (max RSS)                : cert-desk {rss_ours / 1024:.1f} MiB, "
+                  f"pkcs11-tool {rss_theirs / 1024:.1f} MiB")
+        else:
+            print("peak memory (max RSS)                : GNU time is missing (package 'time')")
         if calls_ours >= 0:
             print(f"C_GetAttributeValue per object       : cert-desk {calls_ours / objects:.2f} (target <= 4.0), "
                   f"pkcs11-tool {calls_theirs / objects:.2f}")
