@@ -60,3 +60,25 @@ def test_window_opens_on_the_demo_token(qtbot: QtBot, ctx: AppContext, softhsm: 
     assert "pkcs11:" in window.objects.details.toPlainText()
     qtbot.waitUntil(lambda: ctx.jobs.pending() == 0, timeout=10000)
     assert window.busy_label.text() == "Ready"
+
+
+def _token_rows(window: MainWindow) -> list[str]:
+    model = window.devices.model
+    out = []
+    for r in range(model.rowCount()):
+        module = model.item(r)
+        for c in range(module.rowCount()):
+            out.append(module.child(c).text())
+    return out
+
+
+def test_refresh_reloads_modules_to_see_new_tokens(qtbot: QtBot, ctx: AppContext, softhsm: SoftHsm) -> None:
+    softhsm.init_token("first")
+    window = MainWindow(ctx)
+    qtbot.addWidget(window)
+    qtbot.waitUntil(lambda: any(t.startswith("first") for t in _token_rows(window)), timeout=20000)
+    softhsm.init_token("second")  # made by another program: SoftHSM2 sees it only after re-initialising
+    window.devices.refresh_button.click()
+    qtbot.waitUntil(lambda: any(t.startswith("second") for t in _token_rows(window)), timeout=20000)
+    assert window.devices.refresh_button.isEnabled()
+    assert any(t.startswith("first") for t in _token_rows(window))

@@ -85,39 +85,6 @@ _ULONG_ATTRS = (
 _TEXT_ATTRS = (Attribute.LABEL, Attribute.APPLICATION, Attribute.URL, Attribute.UNIQUE_ID)
 
 
-class TolerantAttributeMapper(AttributeMapper):
-    """python-pkcs11's mapper, made safe (and fast) for what real tokens return.
-
-    - Object classes, key types and other CK_ULONG values come back as ints: a vendor
-      class or key type would make python-pkcs11 raise ValueError and lose the listing.
-    - Text that is not valid UTF-8 is decoded with replacement characters.
-    - Attributes python-pkcs11 has no handler for (CKA_PUBLIC_KEY_INFO, vendor attributes)
-      come back as bytes; so does a value of the wrong length (a broken token).
-
-    Packing (building templates) is python-pkcs11's, unchanged.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        unpack: dict[int, Callable[[bytes], Any]] = {
-            int(key): _unpack_bool if handler is handle_bool else handler[1]
-            for key, handler in self.attribute_types.items()
-        }
-        unpack.update({int(key): _unpack_ulong for key in _ULONG_ATTRS})
-        unpack.update({int(key): _unpack_text for key in _TEXT_ATTRS})
-        self._unpack = unpack
-
-    def unpack_attributes(self, key: Attribute, value: bytes) -> Any:
-        fn = self._unpack.get(key)
-        if fn is None:
-            return bytes(value)
-        try:
-            return fn(value)
-        except Exception:  # ValueError, struct.error: the token sent nonsense for this attribute
-            log.debug("attribute %#x has a malformed value of %d bytes", int(key), len(value))
-            return bytes(value)
-
-
 def _unpack_date(v: bytes) -> date | None:
     text = v.decode("ascii", errors="replace").strip("\x00 ")
     if len(text) != 8 or not text.isdigit():
@@ -147,6 +114,32 @@ _DECODERS: dict[int, Callable[[bytes], Any]] = {
     int(A.START_DATE): _unpack_date,
     int(A.END_DATE): _unpack_date,
 }
+class TolerantAttributeMapper(AttributeMapper):
+    """python-pkcs11's mapper for cert-desk's sessions, decoding as :func:`decode` does.
+
+    - Object classes, key types and other CK_ULONG values come back as ints: a vendor
+      class or key type would make python-pkcs11 raise ValueError.
+    - Text that is not valid UTF-8 is decoded with replacement characters.
+    - Attributes python-pkcs11 has no handler for (CKA_PUBLIC_KEY_INFO, vendor attributes)
+      come back as bytes; so does a value of the wrong length (a broken token).
+
+    Packing (building templates) is python-pkcs11's, unchanged.
+    """
+
+    def unpack_attributes(self, key: Attribute, value: bytes) -> Any:
+        fn = _DECODERS.get(key)
+        if fn is None:
+            handler = self.attribute_types.get(key)
+            if handler is None:
+                return bytes(value)
+            fn = handler[1]
+        try:
+            return fn(value)
+        except Exception:  # ValueError, struct.error: the token sent nonsense for this attribute
+            log.debug("attribute %#x has a malformed value of %d bytes", int(key), len(value))
+            return bytes(value)
+
+
 def _opt_bool(attrs: dict[int, Any], key: int) -> bool | None:
     v = attrs.get(key)
     return v if type(v) is bool else None

@@ -115,7 +115,9 @@ class DevicesPane(QWidget):
         self.refresh_button = QPushButton(QIcon.fromTheme("view-refresh"), "Refresh")
         self.add_button.clicked.connect(self.add_module)
         self.demo_button.clicked.connect(self.open_demo)
-        self.refresh_button.clicked.connect(self.refresh)
+        self.refresh_button.clicked.connect(self.reload)
+        self.refresh_button.setToolTip("Load every module again, so tokens created by other programs appear "
+                                       "(you will have to log in again)")
         buttons = QHBoxLayout()
         buttons.addWidget(self.add_button)
         buttons.addWidget(self.demo_button)
@@ -153,7 +155,32 @@ class DevicesPane(QWidget):
     # --------------------------------------------------------------- loading
 
     @Slot()
+    def reload(self) -> None:
+        """Finalize and re-initialise every loaded module, then list again.
+
+        Some modules (SoftHSM2) only see tokens other programs created after they are
+        initialised again. Stopping a worker waits for its queued jobs, so it happens off the
+        GUI thread.
+        """
+        pool = self.ctx.service.pool
+        paths = [e.realpath for e in self.ctx.service.modules()]
+
+        def restart_all() -> bool:
+            return all([pool.restart(p) for p in paths])
+
+        self.refresh_button.setEnabled(False)
+
+        def done(outcome: Outcome[bool]) -> None:
+            self.refresh_button.setEnabled(True)
+            if outcome.value is False:
+                self.status.emit("A module is still busy; it will be reloaded when it finishes.")
+            self.refresh()
+
+        self.ctx.jobs.watch(self.ctx.tasks.submit(restart_all), done, "reload the modules")
+
+    @Slot()
     def refresh(self) -> None:
+        """List the modules and their slots again (modules stay loaded)."""
         self.model.removeRows(0, self.model.rowCount())
         entries = self.ctx.service.modules()
         if not entries:
