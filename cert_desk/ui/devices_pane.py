@@ -166,7 +166,8 @@ class DevicesPane(QWidget):
         paths = [e.realpath for e in self.ctx.service.modules()]
 
         def restart_all() -> bool:
-            return all([pool.restart(p) for p in paths])
+            stopped = [pool.restart(p) for p in paths]  # every one, even after one is stuck
+            return all(stopped)
 
         self.refresh_button.setEnabled(False)
 
