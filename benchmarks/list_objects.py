@@ -128,7 +128,7 @@ def main() -> int:
                         "log.level = ERROR\nslots.removable = false\n")
         os.environ["SOFTHSM2_CONF"] = str(conf)
         env = {**os.environ, "SOFTHSM2_CONF": str(conf), "CERT_DESK_PIN": PIN, "P11_PIN": PIN,
-               "CERT_DESK_NO_LOG_FILE": "1", "HOME": str(root), "XDG_CONFIG_HOME": str(root / "config")}
+               "HOME": str(root), "XDG_CONFIG_HOME": str(root / "config"), "XDG_STATE_HOME": str(root / "state")}
         print(f"building a token with {args.pairs} EC key pairs and {args.pairs} certificates ...", flush=True)
         built = populate(module, args.pairs)
         objects = 3 * args.pairs
