@@ -147,6 +147,14 @@ class SlotReport:
 
 
 @dataclass(frozen=True)
+class ModuleState:
+    """A loaded module's library information and its slots (what the Devices pane shows)."""
+
+    library: LibraryInfo
+    slots: tuple[SlotReport, ...]
+
+
+@dataclass(frozen=True)
 class TokenSelector:
     """How the user named a token. All ``None`` means "the only initialised token"."""
 
@@ -221,6 +229,7 @@ class CertificateInfo:
     sha256_fingerprint: str
     sha1_fingerprint: str
     spki_sha256: str
+    spki: bytes = field(default=b"", repr=False)
 
     def pem(self) -> str:
         body = "\n".join(textwrap.wrap(base64.b64encode(self.der).decode("ascii"), 64))
@@ -244,6 +253,7 @@ class ObjectInfo:
             bool, int, str, bytes or date. :mod:`cert_desk.pkcs11.attributes` names and shows them.
         public_key_sha256: SHA-256 of the SubjectPublicKeyInfo, when the object reveals its
             public key (RSA keys, EC public keys, certificates); the key for pairing.
+        public_key_der: That SubjectPublicKeyInfo (DER), for "Export public key".
         uri: RFC 7512 PKCS#11 URI.
         openssl_key: libp11 engine key references (``S:ID``, ``id_ID``, ``slot_S-id_ID``,
             ``slot_S-label_L``, ``label_L``) with S the real PKCS#11 slot ID.
@@ -272,6 +282,7 @@ class ObjectInfo:
     value_length: int | None = None
     certificate: CertificateInfo | None = None
     public_key_sha256: str | None = None
+    public_key_der: bytes | None = field(default=None, repr=False)
     attributes: tuple[tuple[int, AttributeValue], ...] = ()
     uri: str = ""
     openssl_key: tuple[str, ...] = ()

@@ -231,6 +231,7 @@ def describe_object(attrs: dict[int, Any], handle: int, token: TokenInfo, slot_i
         value_length=value_length,
         certificate=certificate,
         public_key_sha256=public_sha,
+        public_key_der=certificate.spki if certificate is not None else spki,
         attributes=tuple(attrs.items()),
         uri=object_uri_in(uri_prefix, object_class=klass, object_id=obj_id, label=label),
         openssl_key=(openssl_key_refs(slot_id, obj_id, label)

@@ -1,10 +1,14 @@
-"""The thin Qt adapter: job outcomes delivered on the GUI thread.
+"""The thin Qt adapter: job outcomes delivered on the GUI thread, and what is running.
 
 A worker thread finishing a job only emits a queued signal; the slot, a method of a
 QObject living on the GUI thread, runs the callback there with one
 :class:`~cert_desk.services.outcome.Outcome`. Callbacks never run on a worker thread, and
 no Qt object is touched off the GUI thread. (Cross-thread signals go to ``@Slot``
 methods, not lambdas: some PySide6 versions run a lambda on the emitting thread.)
+
+Every job is also a :class:`JobRecord` for the Activity panel (what, the equivalent
+command, when, how long, the result), and counts as work of its ``owner`` (a pane), so
+the pane that waits can show that it does.
 """
 
 from __future__ import annotations
@@ -12,8 +16,11 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from PySide6.QtCore import QObject, Qt, Signal, Slot
@@ -25,33 +32,76 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+@dataclass(frozen=True)
+class JobRecord:
+    """One operation, for the Activity panel.
+
+    Attributes:
+        description: What it does, in words ("list the objects of 'x'").
+        command: The equivalent command line (PINs as ``env:PIN``), if there is one.
+        started: Wall-clock start (``time.time()``).
+        duration: Seconds, once finished.
+        ok: ``None`` while running.
+        message: The error message when it failed, else "".
+    """
+
+    id: int
+    description: str
+    command: str | None
+    started: float
+    duration: float | None = None
+    ok: bool | None = None
+    message: str = ""
+
+
+@dataclass
+class _Pending:
+    future: Future[Any]
+    on_done: Callable[[Outcome[Any]], None]
+    record: JobRecord
+    owner: object | None
+    t0: float
+
+
 class QtJobs(QObject):
     """Watches futures and calls back on the GUI thread.
 
     Signals:
         busy_changed(str): The descriptions of the jobs still running, joined ("" when idle).
-        finished(object): Every outcome, after its callback (for the activity log).
+        owner_busy(object, bool): An owner (a pane) got its first job, or finished its last.
+        job_started(JobRecord), job_finished(JobRecord): For the Activity panel.
     """
 
     busy_changed = Signal(str)
-    finished = Signal(object)
+    owner_busy = Signal(object, bool)
+    job_started = Signal(object)
+    job_finished = Signal(object)
     _done = Signal(int)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._ids = itertools.count(1)
-        self._pending: dict[int, tuple[Future[Any], Callable[[Outcome[Any]], None], str]] = {}
+        self._pending: dict[int, _Pending] = {}
+        self._owners: Counter[int] = Counter()
         self._lock = threading.Lock()
         self._closed = False
         self._done.connect(self._deliver, Qt.ConnectionType.QueuedConnection)
 
-    def watch(self, future: Future[T], on_done: Callable[[Outcome[T]], None], description: str) -> None:
+    def watch(self, future: Future[T], on_done: Callable[[Outcome[T]], None], description: str, *,
+              command: str | None = None, owner: object | None = None) -> JobRecord:
         """Call ``on_done(outcome)`` on the GUI thread when ``future`` finishes."""
         job_id = next(self._ids)
+        record = JobRecord(job_id, description, command, time.time())
         with self._lock:
-            self._pending[job_id] = (future, on_done, description)
+            self._pending[job_id] = _Pending(future, on_done, record, owner, time.monotonic())
+        if owner is not None:
+            self._owners[id(owner)] += 1
+            if self._owners[id(owner)] == 1:
+                self.owner_busy.emit(owner, True)
+        self.job_started.emit(record)
         self.busy_changed.emit(self.busy_text())
         future.add_done_callback(lambda _f: self._notify(job_id))
+        return record
 
     def _notify(self, job_id: int) -> None:
         # Runs on the worker thread (or here, if the future was already done): only a queued emit.
@@ -64,25 +114,34 @@ class QtJobs(QObject):
             entry = self._pending.pop(job_id, None)
         if entry is None:
             return
-        future, on_done, description = entry
-        outcome = Outcome.of(future, description)
+        outcome = Outcome.of(entry.future, entry.record.description)
+        record = replace(entry.record, duration=time.monotonic() - entry.t0, ok=outcome.ok,
+                         message=outcome.error.message if outcome.error is not None else "")
         try:
-            on_done(outcome)
+            entry.on_done(outcome)
         except Exception:
-            log.exception("callback for %r failed", description)
+            log.exception("callback for %r failed", record.description)
             raise
         finally:
+            if entry.owner is not None:
+                self._owners[id(entry.owner)] -= 1
+                if self._owners[id(entry.owner)] <= 0:
+                    del self._owners[id(entry.owner)]
+                    self.owner_busy.emit(entry.owner, False)
             self.busy_changed.emit(self.busy_text())
-            self.finished.emit(outcome)
+            self.job_finished.emit(record)
 
     def busy_text(self) -> str:
         with self._lock:
-            names = [d for _f, _cb, d in self._pending.values()]
+            names = [p.record.description for p in self._pending.values()]
         return ", ".join(dict.fromkeys(names))
 
     def pending(self) -> int:
         with self._lock:
             return len(self._pending)
+
+    def is_busy(self, owner: object) -> bool:
+        return self._owners.get(id(owner), 0) > 0
 
     def close(self) -> None:
         """Stop delivering (the window is going away)."""

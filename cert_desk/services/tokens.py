@@ -19,6 +19,7 @@ from cert_desk.models import (
     LibraryInfo,
     LoginResult,
     ModuleEntry,
+    ModuleState,
     ObjectListing,
     SlotReport,
     TokenInfo,
@@ -67,6 +68,14 @@ class TokenService:
 
     def library_info(self, module: str) -> Future[LibraryInfo]:
         return self.run(module, LoadedModule.library_info, "read the module information")
+
+    def module_state(self, module: str) -> Future[ModuleState]:
+        """Library information, slots, tokens and mechanisms of one module, in one job."""
+
+        def job(m: LoadedModule) -> ModuleState:
+            return ModuleState(m.library_info(), m.slot_reports(with_mechanisms=True))
+
+        return self.run(module, job, "list the slots")
 
     def slots(self, module: str, *, with_mechanisms: bool = True) -> Future[tuple[SlotReport, ...]]:
         def job(m: LoadedModule) -> tuple[SlotReport, ...]:

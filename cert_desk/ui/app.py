@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import traceback
 from dataclasses import dataclass
 from types import TracebackType
 
-from PySide6.QtCore import QTimer
-from PySide6.QtGui import QIcon
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from cert_desk import APP_ID, APP_NAME, __version__
@@ -17,6 +17,7 @@ from cert_desk.paths import log_file
 from cert_desk.services.qt import QtJobs
 from cert_desk.services.tasks import TaskRunner
 from cert_desk.services.tokens import TokenService
+from cert_desk.ui import style
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,15 @@ def _excepthook(kind: type[BaseException], value: BaseException, tb: TracebackTy
         )
 
 
+def apply_color_scheme(app: QApplication) -> None:
+    """Follow the system's light or dark scheme (Qt does); ``CERT_DESK_COLOR_SCHEME=dark|light`` forces one."""
+    wanted = os.environ.get("CERT_DESK_COLOR_SCHEME", "").lower()
+    scheme = {"dark": Qt.ColorScheme.Dark, "light": Qt.ColorScheme.Light}.get(wanted)
+    if scheme is not None:
+        app.setStyle("Fusion")  # the style that follows the colour scheme on every platform
+        app.styleHints().setColorScheme(scheme)
+
+
 def make_context(service: TokenService | None = None) -> AppContext:
     return AppContext(service or TokenService(), TaskRunner(), QtJobs())
 
@@ -60,7 +70,8 @@ def main(demo: bool = False) -> int:
     app.setApplicationName(APP_NAME)
     app.setApplicationVersion(__version__)
     app.setDesktopFileName(APP_ID)
-    app.setWindowIcon(QIcon.fromTheme("security-high"))
+    apply_color_scheme(app)
+    app.setWindowIcon(style.app_icon())
     sys.excepthook = _excepthook
     ctx = make_context()
     window = MainWindow(ctx)

@@ -8,11 +8,10 @@ import logging
 import os
 
 from PySide6.QtCore import Qt, Signal, Slot
-from PySide6.QtGui import QColor, QIcon, QStandardItem, QStandardItemModel
+from PySide6.QtGui import QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
     QFileDialog,
     QGroupBox,
-    QHBoxLayout,
     QLabel,
     QPushButton,
     QSplitter,
@@ -22,86 +21,114 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from cert_desk import equivalents
 from cert_desk import errors as E
-from cert_desk.models import LibraryInfo, ModuleEntry, SlotReport, TokenInfo, TokenRef, TokenSelector
+from cert_desk.models import LibraryInfo, ModuleEntry, ModuleState, SlotReport, TokenInfo, TokenRef, TokenSelector
 from cert_desk.services.outcome import Outcome
+from cert_desk.ui import style
 from cert_desk.ui.app import AppContext
+from cert_desk.ui.pin_dialog import state_html
+from cert_desk.ui.widgets import Banner, PaneHeader
 
 log = logging.getLogger(__name__)
 
 ROLE_KIND = Qt.ItemDataRole.UserRole + 1
 ROLE_DATA = Qt.ItemDataRole.UserRole + 2
-
-PIN_COLOURS = {
-    E.PinState.OK: "#1b7f3b",
-    E.PinState.COUNT_LOW: "#b26a00",
-    E.PinState.FINAL_TRY: "#c0392b",
-    E.PinState.LOCKED: "#c0392b",
-    E.PinState.TO_BE_CHANGED: "#b26a00",
-    E.PinState.NOT_INITIALIZED: "#666666",
-}
+ROLE_LIBRARY = Qt.ItemDataRole.UserRole + 3
 
 
-def pin_html(state: E.PinState) -> str:
-    return f'<span style="color:{PIN_COLOURS[state]}; font-weight:bold">{html.escape(state.words)}</span>'
+def _row(key: str, value: str) -> str:
+    return (f"<tr><td style='padding:1px 14px 1px 0; white-space:nowrap' valign='top'><b>{key}</b></td>"
+            f"<td>{value}</td></tr>")
 
 
 def token_html(report: SlotReport) -> str:
+    """A slot and its token, as ``pkcs11-tool -L`` shows them, with the mechanisms after."""
     s = report.slot
-    rows: list[tuple[str, str]] = [
-        ("Slot", f"{s.slot_id} ({s.slot_id:#x}): {html.escape(s.description)}"),
-        ("Slot flags", html.escape(", ".join(s.flag_words) or "none")),
-    ]
     t: TokenInfo | None = report.token
+    e = html.escape
+    rows = [
+        _row("Slot", f"{s.slot_id} ({s.slot_id:#x}) — {e(s.description)}"),
+        _row("Slot manufacturer", e(s.manufacturer)),
+        _row("Slot flags", e(", ".join(s.flag_words) or "none")),
+    ]
     if t is not None and t.initialized:
         lo = "?" if t.min_pin_len is None else str(t.min_pin_len)
         hi = "?" if t.max_pin_len is None else str(t.max_pin_len)
         rows += [
-            ("Token label", f"<b>{html.escape(t.label)}</b>"),
-            ("Manufacturer", html.escape(t.manufacturer)),
-            ("Model", html.escape(t.model)),
-            ("Serial number", html.escape(t.serial)),
-            ("Token flags", html.escape(", ".join(t.flag_words))),
-            ("Hardware version", t.hardware_version),
-            ("Firmware version", t.firmware_version),
-            ("PIN length", f"{lo} to {hi} characters"),
-            ("User PIN", pin_html(t.user_pin)),
-            ("SO PIN", pin_html(t.so_pin)),
+            _row("Token label", f"<b>{e(t.label)}</b>"),
+            _row("Manufacturer", e(t.manufacturer)),
+            _row("Model", e(t.model)),
+            _row("Serial number", f"<tt>{e(t.serial)}</tt>"),
+            _row("Token flags", e(", ".join(t.flag_words))),
+            _row("Hardware version", t.hardware_version),
+            _row("Firmware version", t.firmware_version),
+            _row("PIN length", f"{lo} to {hi} characters"),
+            _row("User PIN", state_html(t.user_pin)),
+            _row("SO PIN", state_html(t.so_pin)),
         ]
         if t.protected_authentication_path:
-            rows.append(("PIN entry", "on the reader's PIN pad"))
-        if t.free_public_memory is not None:
-            rows.append(("Free memory", f"{t.free_public_memory} of {t.total_public_memory} bytes (public)"))
+            rows.append(_row("PIN entry", "on the reader's PIN pad"))
+        if t.free_public_memory is not None and t.total_public_memory is not None:
+            rows.append(_row("Free memory", f"{t.free_public_memory:,} of {t.total_public_memory:,} bytes (public)"))
+        if t.sessions is not None:
+            rows.append(_row("Sessions", f"{t.sessions} open ({t.rw_sessions or 0} read/write)"))
+        title = t.label
     elif t is not None:
-        rows.append(("Token", "<i>not initialised</i>"))
+        rows.append(_row("Token", "<i>present, not initialised</i>"))
+        title = s.description
     elif report.error:
-        rows.append(("Token", f'<span style="color:#c0392b">{html.escape(report.error)}</span>'))
+        rows.append(_row("Token", f"<span style='color:{style.state_hex('error')}'>{e(report.error)}</span>"))
+        title = s.description
     else:
-        rows.append(("Token", "<i>no token in this slot</i>"))
-    body = "".join(f"<tr><td style='padding-right:12px'><b>{k}</b></td><td>{v}</td></tr>" for k, v in rows)
-    out = f"<h3>{html.escape(t.label if t and t.initialized else s.description)}</h3><table>{body}</table>"
+        rows.append(_row("Token", "<i>no token in this slot</i>"))
+        title = s.description
+    out = f"<h3>{e(title)}</h3><table cellspacing='0'>{''.join(rows)}</table>"
     if report.mechanisms:
         mech_rows = "".join(
-            f"<tr><td style='white-space:nowrap'>{html.escape(m.name)}</td><td align='right'>{m.min_key_size}</td>"
-            f"<td align='right'>{m.max_key_size}</td><td>{html.escape(', '.join(m.flag_words))}</td></tr>"
+            f"<tr><td style='white-space:nowrap; padding-right:12px'><tt>{e(m.name)}</tt></td>"
+            f"<td align='right' style='padding-right:8px'>{m.min_key_size or ''}</td>"
+            f"<td align='right' style='padding-right:12px'>{m.max_key_size or ''}</td>"
+            f"<td>{e(', '.join(w for w in m.flag_words if w != 'hw'))}</td></tr>"
             for m in report.mechanisms
         )
-        out += (f"<h4>Mechanisms ({len(report.mechanisms)})</h4><table cellspacing='0' cellpadding='2'>"
-                "<tr><th align='left'>Mechanism</th><th>Min key</th><th>Max key</th><th align='left'>Use</th></tr>"
-                f"{mech_rows}</table>")
+        out += (f"<h4>Mechanisms ({len(report.mechanisms)})</h4><table cellspacing='0'>"
+                "<tr><th align='left' style='padding-right:12px'>Mechanism</th>"
+                "<th align='right' style='padding-right:8px'>Min key</th>"
+                "<th align='right' style='padding-right:12px'>Max key</th>"
+                f"<th align='left'>Use</th></tr>{mech_rows}</table>")
     return out
+
+
+def module_html(entry: ModuleEntry, library: LibraryInfo | None, error: str | None) -> str:
+    e = html.escape
+    rows = [_row("Path", f"<tt>{e(entry.path)}</tt>")]
+    if entry.realpath != entry.path:
+        rows.append(_row("Real path", f"<tt>{e(entry.realpath)}</tt>"))
+    rows += [_row("Also at", f"<tt>{e(a)}</tt>") for a in entry.aliases]
+    rows += [_row("Found in", e(s)) for s in entry.sources]
+    if library is not None:
+        rows += [
+            _row("Library", e(f"{library.manufacturer} — {library.description}")),
+            _row("Version", e(f"{library.library_version} (PKCS#11 {library.cryptoki_version})")),
+        ]
+    if error:
+        rows.append(_row("Error", f"<span style='color:{style.state_hex('error')}'>{e(error)}</span>"))
+    if entry.note:
+        rows.append(_row("Note", e(entry.note)))
+    return f"<h3>{e(entry.name)}</h3><table cellspacing='0'>{''.join(rows)}</table>"
 
 
 class DevicesPane(QWidget):
     """Modules, slots and tokens.
 
     Signals:
-        token_selected(TokenRef): The user picked an initialised token.
+        token_selected(TokenRef, TokenInfo): The user picked an initialised token.
         demo_ready(TokenRef): The demo token was opened and selected.
         status(str): A message for the status bar.
     """
 
-    token_selected = Signal(object)
+    token_selected = Signal(object, object)
     demo_ready = Signal(object)
     status = Signal(str)
 
@@ -109,48 +136,59 @@ class DevicesPane(QWidget):
         super().__init__(parent)
         self.ctx = ctx
         self._pending_select: TokenSelector | None = None
+        self._errors: dict[str, str] = {}
 
-        self.add_button = QPushButton(QIcon.fromTheme("list-add"), "Add module…")
-        self.demo_button = QPushButton(QIcon.fromTheme("applications-science"), "Open demo token")
-        self.refresh_button = QPushButton(QIcon.fromTheme("view-refresh"), "Refresh")
+        self.header = PaneHeader("Devices", ctx.jobs, self)
+        self.add_button = QPushButton("Add module…")
+        self.demo_button = QPushButton("Open demo token")
+        self.refresh_button = QPushButton("Refresh")
+        for b, icon in ((self.add_button, "add"), (self.demo_button, "demo"), (self.refresh_button, "refresh")):
+            style.themed(b, icon)
+            self.header.buttons.addWidget(b)
+        self.add_button.setToolTip("Add a token's PKCS#11 module (a .so file from its vendor)")
+        self.demo_button.setToolTip("Create (once) and show a SoftHSM2 token to try cert-desk with")
+        self.refresh_button.setToolTip("Load every module again, so tokens plugged in or created by other "
+                                       "programs appear (F5; you will have to log in again)")
         self.add_button.clicked.connect(self.add_module)
         self.demo_button.clicked.connect(self.open_demo)
         self.refresh_button.clicked.connect(self.reload)
-        self.refresh_button.setToolTip("Load every module again, so tokens created by other programs appear "
-                                       "(you will have to log in again)")
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.add_button)
-        buttons.addWidget(self.demo_button)
-        buttons.addStretch(1)
-        buttons.addWidget(self.refresh_button)
+        self.header.subtitle.setText("PKCS#11 modules, their slots and tokens")
+        self.banner = Banner(self)
 
-        readers = QGroupBox("Smart card readers")
-        readers_layout = QVBoxLayout(readers)
-        self.readers_label = QLabel("Reader and card detection (PC/SC) comes in a later release. Tokens behind "
-                                    "OpenSC's module already appear below.")
+        self.readers = QGroupBox("Smart card readers")
+        self.readers.setObjectName("readers")
+        readers_layout = QVBoxLayout(self.readers)
+        self.readers_label = QLabel("Reader and card detection (PC/SC) comes in a later release. Tokens in "
+                                    "readers already appear below, under OpenSC's module.")
         self.readers_label.setWordWrap(True)
         readers_layout.addWidget(self.readers_label)
 
         self.model = QStandardItemModel(self)
-        self.model.setHorizontalHeaderLabels(["Module / slot / token"])
         self.tree = QTreeView()
+        self.tree.setObjectName("devicesTree")
         self.tree.setModel(self.model)
         self.tree.setHeaderHidden(True)
         self.tree.setUniformRowHeights(True)
+        self.tree.setIconSize(style.ICON_SIZE)
         self.tree.selectionModel().currentChanged.connect(self._on_current)
         self.details = QTextBrowser()
+        self.details.setObjectName("deviceDetails")
         self.details.setOpenLinks(False)
-        self.details.setHtml("<p>Select a module or token.</p>")
-        split = QSplitter()
-        split.addWidget(self.tree)
-        split.addWidget(self.details)
-        split.setStretchFactor(0, 2)
-        split.setStretchFactor(1, 3)
+        self.details.setHtml("<p>Select a module or a token.</p>")
+        self.split = QSplitter()
+        self.split.setObjectName("devicesSplit")
+        self.split.addWidget(self.tree)
+        self.split.addWidget(self.details)
+        self.split.setStretchFactor(0, 2)
+        self.split.setStretchFactor(1, 3)
 
         layout = QVBoxLayout(self)
-        layout.addLayout(buttons)
-        layout.addWidget(readers)
-        layout.addWidget(split, 1)
+        layout.setContentsMargins(style.MARGIN, style.MARGIN, style.MARGIN, style.MARGIN)
+        layout.setSpacing(style.SPACING)
+        layout.addWidget(self.header)
+        layout.addWidget(self.banner)
+        layout.addWidget(self.readers)
+        layout.addWidget(self.split, 1)
 
     # --------------------------------------------------------------- loading
 
@@ -177,33 +215,37 @@ class DevicesPane(QWidget):
                 self.status.emit("A module is still busy; it will be reloaded when it finishes.")
             self.refresh()
 
-        self.ctx.jobs.watch(self.ctx.tasks.submit(restart_all), done, "reload the modules")
+        self.ctx.jobs.watch(self.ctx.tasks.submit(restart_all), done, "reload the modules", owner=self)
 
     @Slot()
     def refresh(self) -> None:
         """List the modules and their slots again (modules stay loaded)."""
         self.model.removeRows(0, self.model.rowCount())
+        self._errors.clear()
         entries = self.ctx.service.modules()
         if not entries:
             item = QStandardItem("No PKCS#11 module found: install OpenSC, or use Add module…")
             item.setEditable(False)
             self.model.appendRow(item)
         for entry in entries:
-            item = QStandardItem(QIcon.fromTheme("application-x-sharedlib"), entry.name)
+            item = QStandardItem(style.icon("module"), entry.name)
             item.setEditable(False)
             item.setData("module", ROLE_KIND)
             item.setData(entry, ROLE_DATA)
             item.setToolTip("\n".join((entry.path, *entry.sources, entry.note)).strip())
             self.model.appendRow(item)
             if not entry.exists:
+                self._errors[entry.realpath] = "The file does not exist."
                 self._add_child(item, "The file does not exist", None, error=True)
                 continue
             loading = self._add_child(item, "Loading…", None)
             loading.setData("loading", ROLE_KIND)
             self.ctx.jobs.watch(
-                self.ctx.service.slots(entry.realpath),
-                functools.partial(self._on_slots, item),
+                self.ctx.service.module_state(entry.realpath),
+                functools.partial(self._on_module, item),
                 f"list the slots of {entry.name}",
+                command=equivalents.slots(entry.realpath),
+                owner=self,
             )
         self.tree.expandAll()
 
@@ -213,38 +255,47 @@ class DevicesPane(QWidget):
         if data is not None:
             child.setData(data, ROLE_DATA)
         if error:
-            child.setForeground(QColor("#c0392b"))
+            child.setForeground(style.state_colour("error"))
+            child.setIcon(style.icon("warning", style.state_colour("error")))
         parent.appendRow(child)
         return child
 
-    def _on_slots(self, item: QStandardItem, outcome: Outcome[tuple[SlotReport, ...]]) -> None:
+    def _on_module(self, item: QStandardItem, outcome: Outcome[ModuleState]) -> None:
         if item.model() is None:  # refreshed meanwhile
             return
         item.removeRows(0, item.rowCount())
+        entry = item.data(ROLE_DATA)
         if outcome.error is not None:
+            if isinstance(entry, ModuleEntry):
+                self._errors[entry.realpath] = outcome.error.message
             self._add_child(item, outcome.error.message, None, error=True)
+            item.setForeground(style.state_colour("error"))
             return
-        reports = outcome.value or ()
-        if not reports:
-            self._add_child(item, "No slots (is the reader connected?)", None)
-        for r in reports:
+        state = outcome.value
+        assert state is not None
+        item.setData(state.library, ROLE_LIBRARY)
+        item.setToolTip(f"{state.library.manufacturer} — {state.library.description} {state.library.library_version}"
+                        f"\n{item.toolTip()}")
+        if not state.slots:
+            self._add_child(item, "No slots (no reader connected, or pcscd not running)", None)
+        for r in state.slots:
             if r.token is not None and r.token.initialized:
-                text = f"{r.token.label}  —  slot {r.slot.slot_id}"
-                icon = "security-high"
+                text, icon = f"{r.token.label}  ·  slot {r.slot.slot_id}", "token"
             elif r.token is not None:
-                text = f"Uninitialised token  —  slot {r.slot.slot_id}"
-                icon = "security-low"
+                text, icon = f"Uninitialised token  ·  slot {r.slot.slot_id}", "slot"
             elif r.error:
-                text = f"{r.slot.description}: {r.error}"
-                icon = "dialog-warning"
+                text, icon = f"{r.slot.description}: {r.error}", "warning"
             else:
-                text = f"{r.slot.description} (empty)"
-                icon = "media-eject"
+                text, icon = f"{r.slot.description} (empty)", "slot"
             child = self._add_child(item, text, r)
-            child.setIcon(QIcon.fromTheme(icon))
+            child.setIcon(style.icon(icon))
             child.setData("slot", ROLE_KIND)
             if r.token is not None and r.token.user_pin in (E.PinState.LOCKED, E.PinState.FINAL_TRY):
-                child.setForeground(QColor(PIN_COLOURS[r.token.user_pin]))
+                child.setForeground(style.state_colour("error"))
+                child.setToolTip(f"User PIN: {r.token.user_pin.words}")
+            elif r.token is not None and r.token.user_pin is E.PinState.COUNT_LOW:
+                child.setForeground(style.state_colour("warn"))
+                child.setToolTip(f"User PIN: {r.token.user_pin.words}")
             sel = self._pending_select
             if sel is not None and r.token is not None and r.token.label == sel.label and r.token.initialized:
                 self._pending_select = None
@@ -262,23 +313,28 @@ class DevicesPane(QWidget):
             return
         data = item.data(ROLE_DATA)
         if isinstance(data, ModuleEntry):
-            self.details.setHtml(self._module_html(data))
+            self.details.setHtml(module_html(data, item.data(ROLE_LIBRARY), self._errors.get(data.realpath)))
         elif isinstance(data, SlotReport):
             self.details.setHtml(token_html(data))
             if data.token is not None and data.token.initialized:
                 self.token_selected.emit(
-                    TokenRef(data.module, data.slot.slot_id, data.token.serial, data.token.label))
+                    TokenRef(data.module, data.slot.slot_id, data.token.serial, data.token.label), data.token)
 
-    @staticmethod
-    def _module_html(e: ModuleEntry) -> str:
-        rows = [("Path", e.path), ("Real path", e.realpath)]
-        rows += [("Also at", a) for a in e.aliases]
-        rows += [("Found in", s) for s in e.sources]
-        if e.note:
-            rows.append(("Note", e.note))
-        body = "".join(f"<tr><td style='padding-right:12px'><b>{k}</b></td><td>{html.escape(v)}</td></tr>"
-                       for k, v in rows)
-        return f"<h3>{html.escape(e.name)}</h3><table>{body}</table>"
+    def select_token(self, label: str) -> bool:
+        """Select the first initialised token labelled ``label`` (for tests and the demo)."""
+        for r in range(self.model.rowCount()):
+            module = self.model.item(r)
+            for c in range(module.rowCount()):
+                child = module.child(c)
+                data = child.data(ROLE_DATA)
+                if isinstance(data, SlotReport) and data.token is not None and data.token.label == label:
+                    self.tree.setCurrentIndex(child.index())
+                    return True
+        return False
+
+    def token_rows(self) -> list[str]:
+        return [self.model.item(r).child(c).text() for r in range(self.model.rowCount())
+                for c in range(self.model.item(r).rowCount())]
 
     # --------------------------------------------------------------- actions
 
@@ -286,27 +342,28 @@ class DevicesPane(QWidget):
     def add_module(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Add a PKCS#11 module", "/usr/lib",
                                               "PKCS#11 modules (*.so *.so.* *.dylib);;All files (*)")
-        if not path:
-            return
-        self.add_module_path(path)
+        if path:
+            self.add_module_path(path)
 
     def add_module_path(self, path: str) -> None:
         """Load ``path`` once to prove it is a PKCS#11 module, then remember it."""
         def done(outcome: Outcome[LibraryInfo]) -> None:
             if outcome.error is not None:
+                self.banner.show_message(f"Not added: {outcome.error}", "error")
                 self.status.emit(f"Not added: {outcome.error.message}")
-                self.details.setHtml(f"<h3>Not added</h3><p>{html.escape(str(outcome.error))}</p>")
                 return
+            self.banner.clear()
             settings = self.ctx.service.settings
             if settings.add_module(path):
                 try:
                     settings.save()
                 except E.CertDeskError as err:
-                    self.status.emit(err.message)
+                    self.banner.show_message(err.message, "error")
             self.status.emit(f"Added {os.path.basename(path)}")
             self.refresh()
 
-        self.ctx.jobs.watch(self.ctx.service.library_info(path), done, f"load {os.path.basename(path)}")
+        self.ctx.jobs.watch(self.ctx.service.library_info(path), done, f"load {os.path.basename(path)}",
+                            command=equivalents.library_info(path), owner=self)
 
     @Slot()
     def open_demo(self) -> None:
@@ -325,11 +382,12 @@ class DevicesPane(QWidget):
 
         def done(outcome: Outcome[TokenRef]) -> None:
             if outcome.error is not None:
+                self.banner.show_message(f"No demo token: {outcome.error}", "error")
                 self.status.emit(outcome.error.message)
-                self.details.setHtml(f"<h3>No demo token</h3><p>{html.escape(str(outcome.error))}</p>")
                 return
             self._pending_select = TokenSelector(label=demo.DEMO_LABEL)
-            self.status.emit("Opened the demo token (user PIN: see 'cert-desk demo')")
+            self.status.emit("Opened the demo token (its PINs: run 'cert-desk demo')")
             self.refresh()
 
-        self.ctx.jobs.watch(self.ctx.tasks.submit(task), done, "open the demo token")
+        self.ctx.jobs.watch(self.ctx.tasks.submit(task), done, "open the demo token", command="cert-desk demo",
+                            owner=self)

@@ -1,9 +1,10 @@
-"""The main window: a navigation list of panes, and a status bar that says what the workers do."""
+"""The main window: a navigation list of panes, a status bar that says what the workers do,
+and the Activity panel. Geometry, the last pane and the panel layout are remembered."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QSize, Qt, Slot
-from PySide6.QtGui import QCloseEvent, QIcon, QKeySequence
+from PySide6.QtCore import QEvent, QSettings, QSize, Qt, Slot
+from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -17,74 +18,103 @@ from PySide6.QtWidgets import (
 )
 
 from cert_desk import APP_NAME
-from cert_desk.models import TokenRef
+from cert_desk.models import TokenInfo, TokenRef
+from cert_desk.ui import style
+from cert_desk.ui.activity import ActivityDock
 from cert_desk.ui.app import AppContext
 from cert_desk.ui.devices_pane import DevicesPane
 from cert_desk.ui.objects_pane import ObjectsPane
+from cert_desk.ui.widgets import PaneHeader
 
 
 class ComingSoonPane(QWidget):
     """The place of a pane a later release fills."""
 
-    def __init__(self, title: str, text: str, parent: QWidget | None = None) -> None:
+    def __init__(self, ctx: AppContext, title: str, text: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        layout = QVBoxLayout(self)
-        heading = QLabel(f"<h2>{title}</h2>")
+        header = PaneHeader(title, ctx.jobs, self)
+        header.subtitle.setText("Coming in a later release")
         body = QLabel(text)
         body.setWordWrap(True)
         body.setTextFormat(Qt.TextFormat.RichText)
-        layout.addWidget(heading)
+        body.setObjectName("comingSoon")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(style.MARGIN, style.MARGIN, style.MARGIN, style.MARGIN)
+        layout.setSpacing(style.SPACING * 2)
+        layout.addWidget(header)
         layout.addWidget(body)
         layout.addStretch(1)
+
+
+def settings() -> QSettings:
+    return QSettings(APP_NAME, APP_NAME)
 
 
 class MainWindow(QMainWindow):
     """Devices, Objects, Keys, Certificates, Browsers."""
 
+    PANES = ("Devices", "Objects", "Keys", "Certificates", "Browsers")
+
     def __init__(self, ctx: AppContext) -> None:
         super().__init__()
         self.ctx = ctx
+        self.setObjectName("mainWindow")
         self.setWindowTitle(APP_NAME)
-        self.resize(1180, 760)
+        self.setWindowIcon(style.app_icon())
+        self.resize(1200, 780)
 
         self.nav = QListWidget()
         self.nav.setObjectName("navigation")
-        self.nav.setFixedWidth(170)
+        self.nav.setFixedWidth(180)
         self.nav.setIconSize(QSize(22, 22))
+        self.nav.setSpacing(2)
         self.stack = QStackedWidget()
         self.devices = DevicesPane(ctx)
         self.objects = ObjectsPane(ctx)
         panes: list[tuple[str, str, QWidget]] = [
-            ("Devices", "drive-removable-media", self.devices),
-            ("Objects", "view-list-details", self.objects),
-            ("Keys", "dialog-password", ComingSoonPane(
-                "Keys", "Generating key pairs on the token (RSA and EC, within the token's limits) comes "
-                "with the certificate lifecycle release. Until then <tt>pkcs11-tool --keypairgen</tt> does it.")),
-            ("Certificates", "application-certificate", ComingSoonPane(
-                "Certificates", "Certificate requests signed on the token, a local CA, importing a certificate "
-                "with the right CKA_ID, and checking it as a browser would, come in a later release.")),
-            ("Browsers", "internet-web-browser", ComingSoonPane(
-                "Browsers", "Registering the token with Firefox, Chrome and Thunderbird (their NSS databases), "
-                "safely, while the browser is closed, comes in a later release.")),
+            ("Devices", "devices", self.devices),
+            ("Objects", "objects", self.objects),
+            ("Keys", "keys", ComingSoonPane(
+                ctx, "Keys", "Generate key pairs on the token (RSA and EC, within what the token supports), "
+                "with the CKA_ID browsers and OpenSSL need to pair them with their certificates. Until then: "
+                "<tt>pkcs11-tool --keypairgen</tt>.")),
+            ("Certificates", "certificates", ComingSoonPane(
+                ctx, "Certificates", "Certificate requests signed on the token, a local CA for small sites, "
+                "importing a certificate under its key's CKA_ID, and checking it the way a browser does.")),
+            ("Browsers", "browsers", ComingSoonPane(
+                ctx, "Browsers", "Register the token with Firefox, Chrome and Thunderbird (their NSS databases), "
+                "safely: never while the browser runs, with a backup, and proven by a real TLS login.")),
         ]
-        for name, icon, widget in panes:
-            item = QListWidgetItem(QIcon.fromTheme(icon), name)
+        for i, (name, icon, widget) in enumerate(panes):
+            item = QListWidgetItem(name)
+            item.setSizeHint(QSize(0, 36))
+            item.setToolTip(f"{name} (Ctrl+{i + 1})")
+            style.themed(item, icon)
             self.nav.addItem(item)
             self.stack.addWidget(widget)
+            QShortcut(QKeySequence(f"Ctrl+{i + 1}"), self, lambda row=i: self.nav.setCurrentRow(row))
         self.nav.currentRowChanged.connect(self.stack.setCurrentIndex)
-        self.nav.setCurrentRow(0)
 
         central = QWidget()
         layout = QHBoxLayout(central)
-        layout.setContentsMargins(6, 6, 6, 6)
+        layout.setContentsMargins(style.SPACING, style.SPACING, style.SPACING, style.SPACING)
+        layout.setSpacing(style.SPACING)
         layout.addWidget(self.nav)
         layout.addWidget(self.stack, 1)
         self.setCentralWidget(central)
+
+        self.activity = ActivityDock(ctx.jobs, self)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.activity)
+        self.activity_action = self.activity.toggleViewAction()
+        self.activity_action.setShortcut(QKeySequence("Ctrl+Shift+A"))
+        self.addAction(self.activity_action)
 
         self.busy_label = QLabel("Ready")
         self.busy_bar = QProgressBar()
         self.busy_bar.setRange(0, 0)
         self.busy_bar.setMaximumWidth(120)
+        self.busy_bar.setFixedHeight(12)
+        self.busy_bar.setTextVisible(False)
         self.busy_bar.setVisible(False)
         self.statusBar().addWidget(self.busy_label, 1)
         self.statusBar().addPermanentWidget(self.busy_bar)
@@ -95,10 +125,41 @@ class MainWindow(QMainWindow):
         self.devices.status.connect(self._on_status)
         self.objects.status.connect(self._on_status)
 
-        quit_action = self.addAction("Quit")
-        quit_action.setShortcut(QKeySequence.StandardKey.Quit)
-        quit_action.triggered.connect(self.close)
+        QShortcut(QKeySequence.StandardKey.Quit, self, self.close)
+        QShortcut(QKeySequence.StandardKey.Refresh, self, self._refresh_current)
+
+        self._restore()
         self.devices.refresh()
+
+    # ----------------------------------------------------------------- state
+
+    def _restore(self) -> None:
+        s = settings()
+        geometry = s.value("window/geometry")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        state = s.value("window/state")
+        if state is not None:
+            self.restoreState(state)
+        else:
+            self.activity.setVisible(False)
+        for key, splitter in (("devices/split", self.devices.split), ("objects/split", self.objects.split)):
+            value = s.value(key)
+            if value is not None:
+                splitter.restoreState(value)
+        pane = s.value("window/pane", "Devices")
+        self.show_pane(str(pane) if str(pane) in self.PANES else "Devices")
+
+    def save_state(self) -> None:
+        s = settings()
+        s.setValue("window/geometry", self.saveGeometry())
+        s.setValue("window/state", self.saveState())
+        s.setValue("window/pane", self.PANES[self.nav.currentRow()])
+        s.setValue("devices/split", self.devices.split.saveState())
+        s.setValue("objects/split", self.objects.split.saveState())
+        s.sync()
+
+    # ------------------------------------------------------------------ slots
 
     @Slot(str)
     def _on_busy(self, text: str) -> None:
@@ -109,20 +170,31 @@ class MainWindow(QMainWindow):
     def _on_status(self, text: str) -> None:
         self.statusBar().showMessage(text, 8000)
 
-    @Slot(object)
-    def _on_token_selected(self, ref: TokenRef) -> None:
-        self.objects.show_token(ref)
+    @Slot(object, object)
+    def _on_token_selected(self, ref: TokenRef, token: TokenInfo) -> None:
+        self.objects.show_token(ref, token)
 
     @Slot(object)
     def _on_demo_ready(self, _ref: TokenRef) -> None:
         self.show_pane("Objects")
 
+    @Slot()
+    def _refresh_current(self) -> None:
+        pane = self.stack.currentWidget()
+        if pane is self.devices:
+            self.devices.reload()
+        elif pane is self.objects:
+            self.objects.refresh()
+
     def show_pane(self, name: str) -> None:
-        for row in range(self.nav.count()):
-            if self.nav.item(row).text() == name:
-                self.nav.setCurrentRow(row)
-                return
+        self.nav.setCurrentRow(self.PANES.index(name))
+
+    def changeEvent(self, event: QEvent) -> None:
+        if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
+            style.retheme()
+        super().changeEvent(event)
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        self.save_state()
         self.ctx.jobs.close()
         super().closeEvent(event)

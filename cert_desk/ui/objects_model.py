@@ -1,22 +1,31 @@
-"""The Qt item model of a token's objects (a table over :class:`cert_desk.models.ObjectListing`)."""
+"""The Qt item models of a token's objects.
+
+:class:`ObjectsModel` is a two-level tree over an :class:`~cert_desk.models.ObjectListing`:
+a key pair (grouped by CKA_ID, checked by public key) with its private key, public key
+and certificates under it; objects that belong to no pair (a CA certificate, data objects,
+secret keys) at the top. :class:`BrowserViewModel` lists the certificates the way Chrome's
+certificate chooser does (Subject, Issuer, Serial).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
-from PySide6.QtGui import QColor
+from PySide6.QtCore import QAbstractItemModel, QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtGui import QFont, QFontDatabase
 
-from cert_desk.models import ObjectInfo, ObjectListing
-from cert_desk.pkcs11.constants import OBJECT_CLASS_WORDS
+from cert_desk.models import CertificateInfo, KeyGroup, ObjectInfo, ObjectListing
+from cert_desk.pkcs11.constants import CKO_CERTIFICATE, CKO_PRIVATE_KEY, CKO_PUBLIC_KEY, OBJECT_CLASS_WORDS
+from cert_desk.ui import style
 
 Index = QModelIndex | QPersistentModelIndex
 EXPIRY_WARNING = timedelta(days=30)
-RED = QColor("#c0392b")
-AMBER = QColor("#b26a00")
-# Sort keys: keep a key pair's objects together, private key first
-_CLASS_ORDER = {3: 0, 2: 1, 1: 2, 4: 3, 0: 4}
+_CLASS_ORDER = {CKO_PRIVATE_KEY: 0, CKO_PUBLIC_KEY: 1, CKO_CERTIFICATE: 2}
+_ICONS = {
+    CKO_PRIVATE_KEY: "privkey", CKO_PUBLIC_KEY: "pubkey", CKO_CERTIFICATE: "certificates", 0: "data", 4: "secretkey",
+}
 
 
 def key_text(o: ObjectInfo) -> str:
@@ -29,34 +38,251 @@ def key_text(o: ObjectInfo) -> str:
     return o.key_type
 
 
-class ObjectsModel(QAbstractTableModel):
+def expiry_kind(cert: CertificateInfo | None, now: datetime) -> str | None:
+    if cert is None:
+        return None
+    if cert.not_after < now:
+        return "error"
+    if cert.not_after < now + EXPIRY_WARNING:
+        return "warn"
+    return None
+
+
+@dataclass(eq=False)
+class Node:
+    """A row: a key pair (``group``) or an object (``obj``)."""
+
+    parent: Node | None
+    row: int
+    obj: ObjectInfo | None = None
+    group: KeyGroup | None = None
+    children: list[Node] = field(default_factory=list)
+    # for a group: its members, first certificate and a representative key
+    cert: ObjectInfo | None = None
+    key: ObjectInfo | None = None
+
+
+class ObjectsModel(QAbstractItemModel):
     """Columns: Type, Label, ID, Key, Subject CN, Issuer CN, Serial, Expires."""
 
     COLUMNS = ("Type", "Label", "ID", "Key", "Subject CN", "Issuer CN", "Serial", "Expires")
     ObjectRole = Qt.ItemDataRole.UserRole + 1
-    SortRole = Qt.ItemDataRole.UserRole + 2
+    GroupRole = Qt.ItemDataRole.UserRole + 2
+    SortRole = Qt.ItemDataRole.UserRole + 3
 
     def __init__(self, parent: Any = None) -> None:
         super().__init__(parent)
         self._listing: ObjectListing | None = None
-        self._rows: tuple[ObjectInfo, ...] = ()
+        self._root = Node(None, 0)
         self.now = datetime.now(UTC)
+        self._fixed = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+        self._bold = QFont()
+        self._bold.setBold(True)
 
     @property
     def listing(self) -> ObjectListing | None:
         return self._listing
 
+    @property
+    def logged_in(self) -> bool:
+        return self._listing is not None and (self._listing.logged_in or not self._listing.token_info.login_required)
+
     def set_listing(self, listing: ObjectListing | None) -> None:
         self.beginResetModel()
         self._listing = listing
-        self._rows = listing.objects if listing is not None else ()
+        self._root = self._build(listing)
         self.now = datetime.now(UTC)
         self.endResetModel()
 
-    def object_at(self, row: int) -> ObjectInfo | None:
-        return self._rows[row] if 0 <= row < len(self._rows) else None
+    @staticmethod
+    def _build(listing: ObjectListing | None) -> Node:
+        root = Node(None, 0)
+        if listing is None:
+            return root
+        by_handle = {o.handle: o for o in listing.objects}
+        grouped: set[int] = set()
+        for g in listing.groups:
+            handles = (*g.private_keys, *g.public_keys, *g.certificates)
+            if not g.private_keys and not g.public_keys:
+                continue  # certificates with no key on the token stand alone
+            node = Node(root, len(root.children), group=g)
+            members = sorted((by_handle[h] for h in handles if h in by_handle),
+                             key=lambda o: (_CLASS_ORDER.get(o.object_class, 9), o.label))
+            for m in members:
+                node.children.append(Node(node, len(node.children), obj=m))
+                grouped.add(m.handle)
+            node.cert = next((m for m in members if m.object_class == CKO_CERTIFICATE), None)
+            node.key = next((m for m in members if m.object_class in (CKO_PRIVATE_KEY, CKO_PUBLIC_KEY)), None)
+            root.children.append(node)
+        for o in listing.objects:
+            if o.handle not in grouped:
+                root.children.append(Node(root, len(root.children), obj=o))
+        return root
+
+    # ----------------------------------------------------------- structure
+
+    def _node(self, index: Index) -> Node:
+        if index.isValid():
+            node = index.internalPointer()
+            assert isinstance(node, Node)
+            return node
+        return self._root
+
+    def index(self, row: int, column: int, parent: Index = QModelIndex()) -> QModelIndex:  # noqa: B008
+        node = self._node(parent)
+        if 0 <= row < len(node.children) and 0 <= column < len(self.COLUMNS):
+            return self.createIndex(row, column, node.children[row])
+        return QModelIndex()
+
+    def parent(self, index: Index = QModelIndex()) -> QModelIndex:  # type: ignore[override]  # noqa: B008
+        if not index.isValid():
+            return QModelIndex()
+        node = self._node(index)
+        p = node.parent
+        if p is None or p is self._root:
+            return QModelIndex()
+        return self.createIndex(p.row, 0, p)
 
     def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008 - Qt API
+        if parent.isValid() and parent.column() != 0:
+            return 0
+        return len(self._node(parent).children)
+
+    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
+        return len(self.COLUMNS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation,
+                   role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return self.COLUMNS[section]
+        return None
+
+    # ------------------------------------------------------------------ data
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid():
+            return None
+        node = self._node(index)
+        col = index.column()
+        if role == self.ObjectRole:
+            return node.obj
+        if role == self.GroupRole:
+            return node.group
+        o = node.obj
+        g = node.group
+        cert_obj = node.cert if g is not None else o
+        cert = cert_obj.certificate if cert_obj is not None else None
+        if role in (Qt.ItemDataRole.DisplayRole, self.SortRole):
+            return self._text(node, col, cert, role == self.SortRole)
+        if role == Qt.ItemDataRole.ForegroundRole:
+            if col == 7:
+                kind = expiry_kind(cert, self.now)
+                return style.state_colour(kind) if kind else None
+            if col == 0 and g is not None and g.key_matches is False:
+                return style.state_colour("error")
+            return None
+        if role == Qt.ItemDataRole.DecorationRole and col == 0:
+            if g is not None:
+                return style.icon("warning") if g.warnings else style.icon("keypair")
+            if o is not None:
+                return style.icon(_ICONS.get(o.object_class, "data"))
+        if role == Qt.ItemDataRole.ToolTipRole:
+            if g is not None and g.warnings:
+                return "\n".join(g.warnings)
+            if col == 7 and cert is not None:
+                kind = expiry_kind(cert, self.now)
+                if kind == "error":
+                    return "This certificate has expired."
+                if kind == "warn":
+                    return "This certificate expires within 30 days."
+            if o is not None and o.problems:
+                return "\n".join(o.problems)
+        if role == Qt.ItemDataRole.FontRole:
+            if col == 2:
+                return self._fixed
+            if g is not None and col == 1:
+                return self._bold
+        return None
+
+    def _text(self, node: Node, col: int, cert: CertificateInfo | None, sort: bool) -> Any:
+        o, g = node.obj, node.group
+        if col == 0:
+            if g is not None:
+                if sort:
+                    return "0"
+                if g.private_keys or not self.logged_in:
+                    return "Key pair"  # not logged in: the private key is there, just hidden
+                return "Public key only"
+            assert o is not None
+            if sort:
+                return f"{_CLASS_ORDER.get(o.object_class, 9)}"
+            return OBJECT_CLASS_WORDS.get(o.object_class, o.class_name)
+        if col == 1:
+            return g.label if g is not None else (o.label if o is not None else "")
+        if col == 2:
+            return g.id_hex if g is not None else (o.id_hex if o is not None else "")
+        if col == 3:
+            target = node.key or node.cert if g is not None else o
+            return key_text(target) if target is not None else ""
+        if cert is None:
+            return ""
+        if col == 4:
+            return cert.subject_cn
+        if col == 5:
+            return cert.issuer_cn
+        if col == 6:
+            return cert.serial
+        if col == 7:
+            return cert.not_after.isoformat() if sort else cert.not_after.strftime("%Y-%m-%d")
+        return ""
+
+    # ----------------------------------------------------------- for panes
+
+    def group_members(self, index: Index) -> list[ObjectInfo]:
+        node = self._node(index)
+        return [c.obj for c in node.children if c.obj is not None]
+
+    def find_handle(self, handle: int) -> QModelIndex:
+        for top in self._root.children:
+            if top.obj is not None and top.obj.handle == handle:
+                return self.createIndex(top.row, 0, top)
+            for child in top.children:
+                if child.obj is not None and child.obj.handle == handle:
+                    return self.createIndex(child.row, 0, child)
+        return QModelIndex()
+
+
+class BrowserViewModel(QAbstractTableModel):
+    """Certificates as Chrome's certificate chooser lists them: Subject, Issuer, Serial.
+
+    A browser offers only certificates whose private key is on the token (paired by CKA_ID);
+    the others are listed greyed, with the reason.
+    """
+
+    COLUMNS = ("Subject", "Issuer", "Serial")
+    ObjectRole = Qt.ItemDataRole.UserRole + 1
+
+    def __init__(self, parent: Any = None) -> None:
+        super().__init__(parent)
+        self._rows: list[tuple[ObjectInfo, bool]] = []
+
+    def set_listing(self, listing: ObjectListing | None) -> None:
+        self.beginResetModel()
+        rows: list[tuple[ObjectInfo, bool]] = []
+        if listing is not None:
+            # Before login a token hides its private keys; a public key with the same ID stands for one.
+            hidden = listing.token_info.login_required and not listing.logged_in
+            usable = {h for g in listing.groups
+                      if (g.private_keys or (hidden and g.public_keys)) and g.key_matches is not False
+                      for h in g.certificates}
+            for o in listing.objects:
+                if o.certificate is not None:
+                    rows.append((o, o.handle in usable))
+        rows.sort(key=lambda r: (not r[1], r[0].certificate.subject_cn.lower() if r[0].certificate else ""))
+        self._rows = rows
+        self.endResetModel()
+
+    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self._rows)
 
     def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
@@ -71,47 +297,17 @@ class ObjectsModel(QAbstractTableModel):
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():
             return None
-        o = self._rows[index.row()]
-        col = index.column()
+        o, usable = self._rows[index.row()]
         cert = o.certificate
+        assert cert is not None
         if role == self.ObjectRole:
             return o
-        if role in (Qt.ItemDataRole.DisplayRole, self.SortRole):
-            if col == 0:
-                text = OBJECT_CLASS_WORDS.get(o.object_class, o.class_name)
-                if role == self.SortRole:
-                    return f"{o.id_hex}/{_CLASS_ORDER.get(o.object_class, 9)}"
-                return text
-            if col == 1:
-                return o.label
-            if col == 2:
-                return o.id_hex
-            if col == 3:
-                return key_text(o)
-            if col == 4:
-                return cert.subject_cn if cert else ""
-            if col == 5:
-                return cert.issuer_cn if cert else ""
-            if col == 6:
-                return cert.serial if cert else ""
-            if col == 7:
-                if cert is None:
-                    return ""
-                if role == self.SortRole:
-                    return cert.not_after.isoformat()
-                return cert.not_after.strftime("%Y-%m-%d")
-        if role == Qt.ItemDataRole.ForegroundRole and cert is not None and col == 7:
-            if cert.not_after < self.now:
-                return RED
-            if cert.not_after < self.now + EXPIRY_WARNING:
-                return AMBER
+        if role == Qt.ItemDataRole.DisplayRole:
+            return (cert.subject_cn or cert.subject, cert.issuer_cn or cert.issuer, cert.serial)[index.column()]
+        if role == Qt.ItemDataRole.ForegroundRole and not usable:
+            return style.state_colour("muted")
         if role == Qt.ItemDataRole.ToolTipRole:
-            if col == 7 and cert is not None and cert.not_after < self.now:
-                return "This certificate has expired."
-            if o.problems:
-                return "\n".join(o.problems)
-        if role == Qt.ItemDataRole.FontRole and col == 2:
-            from PySide6.QtGui import QFontDatabase
-
-            return QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+            if not usable:
+                return "No matching private key on the token (by CKA_ID): a browser will not offer this certificate."
+            return f"{cert.subject}\nissued by {cert.issuer}\nvalid until {cert.not_after:%Y-%m-%d}"
         return None

@@ -168,6 +168,7 @@ def certificate_info(cert: x509.Certificate, der: bytes | None = None) -> Certif
             sha256_fingerprint=colon_hex(hashlib.sha256(der).digest()),
             sha1_fingerprint=colon_hex(hashlib.sha1(der).digest()),  # noqa: S324 - a fingerprint, not security
             spki_sha256=spki_sha256(spki),
+            spki=spki,
         )
     except (ValueError, TypeError) as e:
         raise InputError(f"The certificate has a malformed extension: {e}") from e

@@ -1,0 +1,75 @@
+"""The command line a user could type for what the window just did.
+
+The Activity panel shows one for every operation, so a helpdesk user can repeat or script it,
+and learns the reference tools on the way. PINs are always written as ``env:PIN`` /
+``env:SO_PIN`` (pkcs11-tool reads them from the environment), never as their value.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from cert_desk.models import TokenRef
+
+PIN = "env:PIN"
+SO_PIN = "env:SO_PIN"
+
+
+def _join(argv: list[str]) -> str:
+    return shlex.join(argv)
+
+
+def _token(ref: TokenRef) -> list[str]:
+    # A label survives SoftHSM2's slot renumbering; an empty label needs the slot ID.
+    return ["--token-label", ref.label] if ref.label else ["--slot", str(ref.slot_id)]
+
+
+def _login(so: bool) -> list[str]:
+    return ["--login", "--login-type", "so", "--so-pin", SO_PIN] if so else ["--login", "--pin", PIN]
+
+
+def library_info(module: str) -> str:
+    return _join(["pkcs11-tool", "--module", module, "--show-info"])
+
+
+def slots(module: str) -> str:
+    return _join(["pkcs11-tool", "--module", module, "--list-slots"])
+
+
+def mechanisms(module: str, slot_id: int) -> str:
+    return _join(["pkcs11-tool", "--module", module, "--slot", str(slot_id), "--list-mechanisms"])
+
+
+def objects(ref: TokenRef, *, logged_in: bool) -> str:
+    argv = ["pkcs11-tool", "--module", ref.module, *_token(ref), "--list-objects"]
+    if logged_in:
+        argv += _login(False)
+    return _join(argv)
+
+
+def login(ref: TokenRef, *, so: bool = False) -> str:
+    """pkcs11-tool logs in for one command; listing the objects shows that the PIN works."""
+    return _join(["pkcs11-tool", "--module", ref.module, *_token(ref), *_login(so), "--list-objects"])
+
+
+def read_object(ref: TokenRef, kind: str, object_id: bytes, label: str, path: str) -> str:
+    """pkcs11-tool writes DER; ``kind`` is ``cert`` or ``pubkey``."""
+    select = ["--id", object_id.hex()] if object_id else ["--label", label]
+    return _join(["pkcs11-tool", "--module", ref.module, *_token(ref), "--read-object", "--type", kind, *select,
+                  "--output-file", path])
+
+
+def export_certificate(ref: TokenRef, object_id: bytes, label: str, path: str, fmt: str) -> str:
+    if fmt == "der":
+        return read_object(ref, "cert", object_id, label, path)
+    der = path + ".der"
+    return (read_object(ref, "cert", object_id, label, der) + " && "
+            + _join(["openssl", "x509", "-inform", "DER", "-in", der, "-out", path]))
+
+
+def export_public_key(ref: TokenRef, object_id: bytes, label: str, path: str, fmt: str) -> str:
+    if fmt == "der":
+        return read_object(ref, "pubkey", object_id, label, path)
+    der = path + ".der"
+    return (read_object(ref, "pubkey", object_id, label, der) + " && "
+            + _join(["openssl", "pkey", "-pubin", "-inform", "DER", "-in", der, "-out", path]))
