@@ -163,6 +163,9 @@ def obtain_pin(ctx: Context, info: TokenInfo, *, so: bool = False) -> Secret | N
         ctx.note(f"{who} state of {info.label!r}: {state.words}.")
     if state is E.PinState.LOCKED:
         raise E.PinLockedError(f"The {who} of {info.label!r} is locked; no login was tried.", so=so)
+    if state is E.PinState.NOT_INITIALIZED and not so:
+        raise E.PinError(f"{info.label!r} has no user PIN yet, so there is nothing to log in with.",
+                         hint="Set the user PIN with the SO PIN first (pkcs11-tool --init-pin).")
     if info.protected_authentication_path:
         ctx.note(f"Enter the {who} of {info.label!r} on the reader's PIN pad.")
         return None
@@ -563,6 +566,10 @@ def run(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextI
     gc.set_threshold(100_000, 50, 100)
     ctx = Context(args, out, err)
     try:
+        if getattr(args, "demo", False) and args.command != "demo":
+            from cert_desk import demo
+
+            demo.ensure(ctx.service)  # --demo creates the demo token on first use
         return func(ctx)
     except E.CertDeskError as e:
         ctx.flush()

@@ -4,7 +4,7 @@ Every error carries a ``message`` (what happened, in words a user can act on) an
 ``hint`` (what to do next). ``str(error)`` joins both. Foreign exceptions
 (python-pkcs11, OSError from dlopen, ...) are translated into this tree at the
 adapter that calls the foreign code, with ``raise ... from``; for PKCS#11 that single
-place is :func:`cert_desk.pkcs11.translate.translate_pkcs11_error`.
+place is :mod:`cert_desk.pkcs11.translate` (``translate``, ``module_init_error``).
 
 No message ever contains a PIN: PINs travel as :class:`cert_desk.secrets.Secret`,
 whose ``repr`` and ``str`` are masked, and no constructor here takes one.

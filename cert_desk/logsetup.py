@@ -14,6 +14,24 @@ import os
 from cert_desk.paths import log_file
 
 _FORMAT = "%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s"
+
+
+class _NoTraceback(logging.Formatter):
+    """For the terminal: the message only; tracebacks go to the log file (``-vv`` shows them)."""
+
+    def __init__(self, fmt: str, *, tracebacks: bool = False) -> None:
+        super().__init__(fmt)
+        self.tracebacks = tracebacks
+
+    def format(self, record: logging.LogRecord) -> str:
+        if self.tracebacks or not record.exc_info:
+            return super().format(record)
+        saved = record.exc_info, record.exc_text
+        record.exc_info, record.exc_text = None, None
+        try:
+            return super().format(record) + f" (details in {log_file()})"
+        finally:
+            record.exc_info, record.exc_text = saved
 _configured = False
 
 
@@ -37,5 +55,5 @@ def configure(verbose: int = 0, *, to_file: bool = True) -> None:
             pass
     sh = logging.StreamHandler()
     sh.setLevel(logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG)
-    sh.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    sh.setFormatter(_NoTraceback("%(levelname)s %(name)s: %(message)s", tracebacks=verbose >= 2))
     root.addHandler(sh)

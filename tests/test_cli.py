@@ -224,3 +224,28 @@ def test_cli_commands_do_not_import_qt(cli: Cli, softhsm: SoftHsm, token: str) -
     proc = subprocess.run([sys.executable, "-c", code, softhsm.module], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "QT []" in proc.stderr
+
+
+def test_a_pin_that_is_not_utf8(cli: Cli, softhsm: SoftHsm, token: str) -> None:
+    import subprocess
+    import sys
+
+    env = dict(os.environb)
+    env[b"CERT_DESK_PIN"] = b"\xff9999"
+    proc = subprocess.run([sys.executable, "-m", "cert_desk", "objects", "--module", softhsm.module, "--token", token,
+                           "--login"], env=env, capture_output=True, timeout=60)
+    assert proc.returncode == 1
+    assert b"not valid UTF-8" in proc.stderr and b"Traceback" not in proc.stderr and b"9999" not in proc.stderr
+
+
+def test_no_user_pin_yet_stops_before_asking(cli: Cli, softhsm: SoftHsm) -> None:
+    index = softhsm.free_slot_index()
+    softhsm.tool("--slot-index", str(index), "--init-token", "--label", "bare", so_pin="12345678")
+    r = cli("objects", "--module", softhsm.module, "--token", "bare", "--login", env={"CERT_DESK_PIN": "123456"})
+    assert_clean_failure(r, "no user PIN yet")
+
+
+def test_demo_flag_creates_the_demo_token_on_first_use(cli: Cli, softhsm: SoftHsm) -> None:
+    r = cli("--demo", "objects", "--json")
+    assert r.returncode == 0, r.stderr
+    assert len(json.loads(r.stdout)) == 5

@@ -42,7 +42,7 @@ def test_demo_is_created_once_and_complete(cli: Cli, softhsm: SoftHsm) -> None:
 def test_half_made_demo_token_is_made_again(softhsm: SoftHsm, service: TokenService) -> None:
     """A creation that stopped half way (no 'ready' marker) is redone, not taken as done."""
     demo.activate()
-    service.pool.restart(softhsm.module)
+    service.pool.reload(softhsm.module)
     first = demo.ensure(service)
     assert first.created
     (Path(first.directory) / "ready").unlink()

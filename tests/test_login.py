@@ -124,3 +124,18 @@ def test_secret_never_shows_its_value() -> None:
 
     with pytest.raises(TypeError):
         pickle.dumps(s)
+
+
+def test_a_session_the_token_forgot_is_not_trusted(service: TokenService, ref: TokenRef) -> None:
+    """Pull-and-reinsert closes every session on the token (simulated here by C_CloseAllSessions):
+    cert-desk must not believe it is still logged in, nor reuse the dead session."""
+    service.login(ref, Secret(USER_PIN, "test")).result()
+
+    def pull_and_reinsert(m: LoadedModule) -> None:
+        m.ck.close_all_sessions(ref.slot_id)
+
+    service.run(ref.module, pull_and_reinsert, "simulate").result()
+    with pytest.raises(E.PinIncorrectError):  # the wrong PIN reaches the token: no stale "logged in"
+        service.login(ref, Secret("000000", "test")).result()
+    listing = service.list_objects(ref).result()
+    assert not listing.logged_in

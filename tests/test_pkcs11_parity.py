@@ -105,11 +105,12 @@ def test_pairs_and_key_match(populated: SoftHsm, token: str, service: TokenServi
     groups = {g.id_hex: g for g in listing.groups}
     assert groups["01"].key_matches is True  # RSA: private key, public key and certificate agree
     assert len(groups["01"].certificates) == 1 and groups["01"].private_keys and groups["01"].public_keys
-    assert groups["0100"].key_matches is None  # an EC private key does not reveal its public key
+    # EC: the private key does not reveal its public key; the public key and certificate agree
+    assert groups["0100"].key_matches is True
     # pkcs11-tool 0.23 sets no CKA_ID when --id is left out (on SoftHSM2): that key cannot be paired
     assert listing.warnings == (
-        "A private key has no CKA_ID: browsers and OpenSSL pair a certificate with its key by CKA_ID, so no "
-        "certificate can be used with it.",
+        "The private key 'noid' has no CKA_ID: browsers and OpenSSL pair a certificate with its key by CKA_ID, so "
+        "no certificate can be used with it.",
     )
     cert = next(o for o in listing.objects if o.class_name == "certificate" and o.id_hex == "01")
     pub = next(o for o in listing.objects if o.class_name == "public_key" and o.id_hex == "01")

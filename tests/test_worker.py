@@ -123,3 +123,56 @@ def test_shutdown_does_not_wait_forever_on_a_hung_job(softhsm: SoftHsm) -> None:
     assert fut.result(10) == 1
     worker.thread.join(10)
     assert not worker.thread.is_alive()
+
+
+def test_check_crossable_accepts_declared_immutable_types_and_walks_the_rest() -> None:
+    from cert_desk.models import ObjectListing, TokenRef
+    from cert_desk.services.worker import _immutable_class
+
+    assert _immutable_class(ObjectListing) and _immutable_class(TokenRef)
+
+    @dataclass(frozen=True)
+    class Loose:
+        items: tuple[object, ...]
+
+    assert not _immutable_class(Loose)
+    long = (*range(8), [1], *range(8))  # 17 items, a list in the middle
+    with pytest.raises(E.WorkerError):
+        check_crossable(Loose(long))
+    with pytest.raises(E.WorkerError):
+        check_crossable(long)
+
+
+def test_reload_reinitialises_on_the_same_thread(softhsm: SoftHsm, token: str, service: TokenService) -> None:
+    """A module is re-initialised in place, after its queued jobs: never two threads on one module."""
+    names: list[str] = []
+
+    def job(m: LoadedModule) -> int:
+        names.append(threading.current_thread().name)
+        return len(m.candidates(TokenSelector()))
+
+    assert service.run(softhsm.module, job, "count").result() == 1
+    softhsm.init_token("later")  # by another process: SoftHSM2 sees it only after C_Initialize
+    assert service.run(softhsm.module, job, "count").result() == 1
+    service.pool.reload(softhsm.module)
+    assert service.run(softhsm.module, job, "count").result() == 2
+    assert len(set(names)) == 1
+
+
+def test_errors_leave_the_worker_without_their_frames(softhsm: SoftHsm, token: str, service: TokenService) -> None:
+    """A failed login's frames hold the PIN; the error that reaches the GUI or the CLI does not."""
+    from cert_desk.secrets import Secret
+
+    ref = service.find_token(TokenSelector(label=token), [softhsm.module])
+    with pytest.raises(E.PinIncorrectError) as info:
+        service.login(ref, Secret("917355", "test")).result()
+    err = info.value
+    seen = [err, err.__cause__, err.__context__]
+    assert all(e is None or e.__traceback__ is None or e is err for e in seen[1:])
+    # what pytest attached is the re-raise in this thread; the worker's frames are gone
+    frames = []
+    tb = err.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame.f_code.co_filename)
+        tb = tb.tb_next
+    assert not any("cert_desk" in f for f in frames), frames

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+from collections.abc import Iterable
 from ctypes import (
     CFUNCTYPE,
     POINTER,
@@ -406,9 +407,18 @@ class AttributeReader:
         self._words = memoryview(self._template).cast("B").cast("L" if ctypes.sizeof(CK_ULONG) == 8 else "I")
         self._stride = ctypes.sizeof(CK_ATTRIBUTE) // ctypes.sizeof(CK_ULONG)
         self.calls = 0
+        self.last_rv = 0
+        self.last_missing: frozenset[int] = frozenset()
 
     def read(self, session: int, obj: int) -> dict[int, bytes]:
         """The attributes ``obj`` has, of those this reader asks for (absent ones are left out).
+
+        When the module returns CKR_BUFFER_TOO_SMALL, the values that did not fit are read
+        again at their real size. But a module that also found an attribute the object lacks
+        may return CKR_ATTRIBUTE_TYPE_INVALID instead (SoftHSM2 does): then an attribute that
+        is too large looks the same as one that is absent. ``last_rv`` and ``last_missing``
+        tell the caller, who knows which attributes the object should have, so it can
+        :meth:`complete` them.
 
         Raises:
             CkError: the module failed in a way other than "not applicable" or "sensitive".
@@ -428,8 +438,19 @@ class AttributeReader:
                 missing.append(t)
             else:
                 out[t] = raw[off:off + n]
+        self.last_rv = rv
+        self.last_missing = frozenset(missing)
         if rv == CKR_BUFFER_TOO_SMALL and missing:
-            self.calls += 2
-            sizes = self._ck.attribute_sizes(session, obj, tuple(missing))
-            out.update(self._ck.read_attributes(session, obj, sizes))
+            self.complete(session, obj, out, missing)
         return out
+
+    def complete(self, session: int, obj: int, out: dict[int, bytes], wanted: Iterable[int]) -> None:
+        """Read ``wanted`` attributes of unknown size into ``out`` (sizes first, then values)."""
+        types = tuple(wanted)
+        if not types:
+            return
+        self.calls += 1
+        sizes = self._ck.attribute_sizes(session, obj, types)
+        if sizes:
+            self.calls += 1
+            out.update(self._ck.read_attributes(session, obj, sizes))

@@ -40,7 +40,7 @@ from cert_desk.models import (
 from cert_desk.pkcs11 import constants as C
 from cert_desk.pkcs11.ck import CkError, CkFunctions, NoFunctionListError, RawTokenInfo
 from cert_desk.pkcs11.objects import ObjectReader, TolerantAttributeMapper, group_objects
-from cert_desk.pkcs11.translate import REMOVED_CODES, ckr_of, is_pkcs11_failure, translate
+from cert_desk.pkcs11.translate import REMOVED_CODES, ckr_of, is_pkcs11_failure, module_init_error, translate
 from cert_desk.secrets import Secret
 
 log = logging.getLogger(__name__)
@@ -129,6 +129,11 @@ def token_info_from_raw(raw: RawTokenInfo) -> TokenInfo:
     )
 
 
+_CKS_USER = (1, 3)  # CKS_RO_USER_FUNCTIONS, CKS_RW_USER_FUNCTIONS
+_CKS_SO = (4,)  # CKS_RW_SO_FUNCTIONS
+_LOGGED_IN_STATES = (*_CKS_USER, *_CKS_SO)
+
+
 @dataclass
 class _TokenSession:
     ref: TokenRef
@@ -161,9 +166,7 @@ class LoadedModule:
         try:
             self._lib = pkcs11.lib(path)
         except p11x.PKCS11Error as e:
-            code = ckr_of(e)
-            name = C.ckr_name(code) if code is not None else str(e)
-            raise E.ModuleInitError(f"The PKCS#11 module {path} failed to initialise ({name}).", path, code) from e
+            raise module_init_error(path, e) from e
         self._mapper = TolerantAttributeMapper()
         self._reader = ObjectReader(self._ck)
         self._sessions: dict[int, _TokenSession] = {}
@@ -359,10 +362,24 @@ class LoadedModule:
 
     # -------------------------------------------------------------- sessions
 
+    def _session_state(self, ts: _TokenSession) -> int | None:
+        """CKS_* state of our session, or ``None`` when the module no longer knows it (the token
+        was pulled and put back: the session and its login are gone, whatever we remembered)."""
+        try:
+            info = self._ck.session_info(session_handle(ts.session))
+        except CkError:
+            return None
+        return info[1] if info is not None else None
+
     def _session(self, ref: TokenRef, info: TokenInfo) -> _TokenSession:
         ts = self._sessions.get(ref.slot_id)
         if ts is not None and ts.ref == ref:
-            return ts
+            state = self._session_state(ts)
+            if state is not None:
+                if state not in _LOGGED_IN_STATES:
+                    ts.logged_in = None
+                return ts
+            log.debug("the session on slot %s is gone; opening a new one", ref.slot_id)
         if ts is not None:
             self.forget_slot(ref.slot_id)
         slot = self._slot(ref.slot_id)
@@ -396,7 +413,10 @@ class LoadedModule:
         wanted = "so" if so else "user"
         ts = self._sessions.get(ref.slot_id)
         if ts is not None and ts.ref == ref and ts.logged_in == wanted:
-            return LoginResult(info, wanted)
+            session_state = self._session_state(ts)
+            if session_state in (_CKS_SO if so else _CKS_USER):
+                return LoginResult(info, wanted)
+            ts.logged_in = None  # the token forgot the login (removed and re-inserted): log in again
         if state == E.PinState.LOCKED:
             raise E.PinLockedError(f"The {who} of {ref.describe()} is locked; no login was tried.", so=so)
         if state == E.PinState.NOT_INITIALIZED and not so:
@@ -443,7 +463,7 @@ class LoadedModule:
         else:
             text = f"Wrong {who}."
         return E.PinIncorrectError(text, state, attempts, so=so,
-                                   hint="Check the PIN and try again; nothing was changed on the token.")
+                                   hint="The token counted one wrong try. Check the PIN before you try again.")
 
     def _logout(self, ts: _TokenSession) -> None:
         try:

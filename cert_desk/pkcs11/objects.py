@@ -2,8 +2,8 @@
 
 Cost, in C_GetAttributeValue calls (each one a round trip, and APDUs, on a USB token):
 one call per object, with buffers passed up front (:class:`cert_desk.pkcs11.ck.AttributeReader`)
-for everything the listing shows; certificates are found by class first, so their DER
-comes in that same call.
+for everything the listing shows; a certificate's DER costs a second call; values larger
+than their buffer cost two more.
 ``pkcs11-tool -O`` makes about 16 calls per object; python-pkcs11's objects cost 2 calls
 to build plus 2 per ``get_attributes`` (and 2 per ``obj[Attribute.X]``), so the listing
 does not go through them.
@@ -31,7 +31,7 @@ from cert_desk.errors import InputError
 from cert_desk.models import KeyGroup, ObjectInfo, TokenInfo
 from cert_desk.pkcs11 import constants as C
 from cert_desk.pkcs11.attributes import attribute_text
-from cert_desk.pkcs11.ck import AttributeReader, CkFunctions
+from cert_desk.pkcs11.ck import AttributeReader, CkError, CkFunctions
 from cert_desk.pkcs11.uri import object_uri_in, openssl_key_refs, token_uri
 from cert_desk.x509.certinfo import parse_der_certificate
 from cert_desk.x509.keys import curve_bits, curve_from_ec_params, public_key_spki, spki_sha256
@@ -56,8 +56,8 @@ LISTING_TEMPLATE: tuple[tuple[int, int], ...] = tuple((int(t), n) for t, n in (
     (A.EC_POINT, 160), (CKA_PUBLIC_KEY_INFO, 1100), (A.VALUE_LEN, _ULONG), (A.CHECK_VALUE, 16),
     (A.CERTIFICATE_TYPE, _ULONG), (CKA_CERTIFICATE_CATEGORY, _ULONG), (A.APPLICATION, 256), (A.OBJECT_ID, 128),
 ))
-# Certificates are found first (a search by class), so their DER comes in the same one call.
-CERTIFICATE_TEMPLATE: tuple[tuple[int, int], ...] = (*LISTING_TEMPLATE, (int(A.VALUE), 4096))
+# A certificate's DER, in a second call once the first has shown the object is a certificate.
+CERTIFICATE_TEMPLATE: tuple[tuple[int, int], ...] = ((int(A.VALUE), 4096),)
 _USAGE = ((int(A.SIGN), "sign"), (int(A.DECRYPT), "decrypt"), (int(A.UNWRAP), "unwrap"),
           (int(A.VERIFY), "verify"), (int(A.ENCRYPT), "encrypt"), (int(A.WRAP), "wrap"), (int(A.DERIVE), "derive"))
 
@@ -254,9 +254,33 @@ def _token_uri(token: TokenInfo) -> str:
     return token_uri(model=token.model, manufacturer=token.manufacturer, serial=token.serial, label=token.label)
 
 
+# Attributes of variable size an object of a class should have: when a read comes back
+# without one of them and the module did not say "everything OK", it may simply not have
+# fit its buffer (see AttributeReader.read), so it is asked for at its real size.
+_EXPECTED_COMMON = (int(A.LABEL), int(A.ID))
+_EXPECTED_RSA = (int(A.MODULUS), int(A.PUBLIC_EXPONENT))
+_EXPECTED: dict[tuple[int | None, int | None], tuple[int, ...]] = {
+    (C.CKO_PRIVATE_KEY, C.CKK_RSA): (*_EXPECTED_COMMON, *_EXPECTED_RSA),
+    (C.CKO_PUBLIC_KEY, C.CKK_RSA): (*_EXPECTED_COMMON, *_EXPECTED_RSA),
+    (C.CKO_PRIVATE_KEY, C.CKK_EC): (*_EXPECTED_COMMON, int(A.EC_PARAMS)),
+    (C.CKO_PUBLIC_KEY, C.CKK_EC): (*_EXPECTED_COMMON, int(A.EC_PARAMS), int(A.EC_POINT)),
+    (C.CKO_DATA, None): (int(A.LABEL), int(A.APPLICATION)),
+}
+_CKR_OBJECT_HANDLE_INVALID = 0x82
+
+
+def _expected(raw: dict[int, bytes]) -> tuple[int, ...]:
+    klass = _unpack_ulong(raw[int(A.CLASS)]) if int(A.CLASS) in raw else None
+    key_type = _unpack_ulong(raw[int(A.KEY_TYPE)]) if int(A.KEY_TYPE) in raw else None
+    k = klass if isinstance(klass, int) else None
+    t = key_type if isinstance(key_type, int) else None
+    return _EXPECTED.get((k, t)) or _EXPECTED.get((k, None)) or _EXPECTED_COMMON
+
+
 class ObjectReader:
-    """Reads every object a session sees: one C_GetAttributeValue per object (two for a data
-    object, whose size is asked separately so that its value is never read).
+    """Reads every object a session sees: one C_GetAttributeValue per key, two per certificate
+    (its DER is read once the first call has shown it is a certificate, so no key's CKA_VALUE
+    is ever asked for), and more only for values larger than their buffer.
 
     Attributes:
         calls: C_GetAttributeValue calls made (for the benchmark and the tests).
@@ -274,25 +298,32 @@ class ObjectReader:
     def read(self, session: int, token: TokenInfo, slot_id: int) -> tuple[ObjectInfo, ...]:
         prefix = _token_uri(token)
         out = []
-        certificates = set(self._ck.find_objects(session, object_class=C.CKO_CERTIFICATE))
-        value_key = int(A.VALUE)
         for handle in self._ck.find_objects(session):
-            cert_der: bytes | None = None
-            value_length: int | None = None
-            if handle in certificates:
-                raw = self._cert.read(session, handle)
-                cert_der = raw.pop(value_key, None)
-            else:
-                raw = self._main.read(session, handle)
-            attrs = decode(raw)
-            klass = attrs.get(int(A.CLASS))
-            if klass != C.CKO_CERTIFICATE:
-                cert_der = None
-            if klass == C.CKO_DATA:
-                value_length = self._ck.attribute_sizes(session, handle, (int(A.VALUE),)).get(int(A.VALUE))
-            out.append(describe_object(attrs, handle, token, slot_id, prefix, cert_der=cert_der,
-                                       value_length=value_length))
+            try:
+                out.append(self._read_one(session, handle, token, slot_id, prefix))
+            except CkError as e:
+                if e.ckr != _CKR_OBJECT_HANDLE_INVALID:
+                    raise
+                log.debug("object %#x vanished while it was listed", handle)  # deleted meanwhile: skip it
         return tuple(out)
+
+    def _read_one(self, session: int, handle: int, token: TokenInfo, slot_id: int, prefix: str) -> ObjectInfo:
+        main = self._main
+        raw = main.read(session, handle)
+        if main.last_rv != 0:
+            lost = [t for t in _expected(raw) if t in main.last_missing]
+            if lost:
+                main.complete(session, handle, raw, lost)
+        attrs = decode(raw)
+        klass = attrs.get(int(A.CLASS))
+        cert_der: bytes | None = None
+        value_length: int | None = None
+        value_key = int(A.VALUE)
+        if klass == C.CKO_CERTIFICATE:
+            cert_der = self._cert.read(session, handle).get(value_key)
+        elif klass == C.CKO_DATA:
+            value_length = self._ck.attribute_sizes(session, handle, (value_key,)).get(value_key)
+        return describe_object(attrs, handle, token, slot_id, prefix, cert_der=cert_der, value_length=value_length)
 
 
 _ORDER = {C.CKO_PRIVATE_KEY: 0, C.CKO_PUBLIC_KEY: 1, C.CKO_CERTIFICATE: 2}
@@ -304,70 +335,90 @@ def _name(o: ObjectInfo) -> str:
     return f"{kind}{label} (ID {o.id_hex or 'none'})"
 
 
+def _key_ids(key_ids_by_spki: dict[str, set[bytes]], digest: str | None) -> str:
+    return ", ".join(sorted(i.hex() or "none" for i in key_ids_by_spki.get(digest or "", ())))
+
+
+def _buckets(objs: list[ObjectInfo]) -> list[tuple[bytes, list[ObjectInfo]]]:
+    """Objects by CKA_ID. Objects without an ID are not one group: each stands alone, except
+    that a key pair generated without an ID is kept together by its public key."""
+    by_id: dict[bytes, list[ObjectInfo]] = defaultdict(list)
+    no_id: dict[str, list[ObjectInfo]] = defaultdict(list)
+    buckets: list[tuple[bytes, list[ObjectInfo]]] = []
+    for o in objs:
+        if o.id:
+            if o.id not in by_id:
+                buckets.append((o.id, by_id[o.id]))
+            by_id[o.id].append(o)
+        elif o.public_key_sha256 and o.object_class != C.CKO_CERTIFICATE:
+            if o.public_key_sha256 not in no_id:
+                buckets.append((b"", no_id[o.public_key_sha256]))
+            no_id[o.public_key_sha256].append(o)
+        else:
+            buckets.append((b"", [o]))
+    return buckets
+
+
 def group_objects(objects: Iterable[ObjectInfo]) -> tuple[tuple[KeyGroup, ...], tuple[str, ...]]:
     """Pair private keys, public keys and certificates by CKA_ID and check them by public key.
 
+    ``key_matches`` is ``False`` when two members' public keys differ (or a certificate
+    belongs to a key with another ID), ``True`` when at least two members reveal their public
+    key and all of those agree (an EC private key, which does not show its public key, is
+    then paired by ID), and ``None`` otherwise (a lone object, or nothing to compare).
+
     Returns:
-        The groups (one per CKA_ID that holds a private or public key or a certificate, in
-        order of first appearance) and token-wide warnings.
+        The groups (in order of first appearance) and token-wide warnings; every warning
+        names the objects it is about.
     """
     objs = [o for o in objects if o.object_class in _ORDER]
-    by_id: dict[bytes, list[ObjectInfo]] = defaultdict(list)
-    for o in objs:
-        by_id[o.id].append(o)
-    # public key digest -> the key objects that have it
     key_ids_by_spki: dict[str, set[bytes]] = defaultdict(set)
     for o in objs:
         if o.object_class in (C.CKO_PRIVATE_KEY, C.CKO_PUBLIC_KEY) and o.public_key_sha256:
             key_ids_by_spki[o.public_key_sha256].add(o.id)
 
-    token_warnings: list[str] = []
     groups: list[KeyGroup] = []
-    for obj_id, members in by_id.items():
+    for obj_id, members in _buckets(objs):
         privs = [o for o in members if o.object_class == C.CKO_PRIVATE_KEY]
         pubs = [o for o in members if o.object_class == C.CKO_PUBLIC_KEY]
         certs = [o for o in members if o.object_class == C.CKO_CERTIFICATE]
+        shown_id = obj_id.hex() or "none"
         warnings: list[str] = []
+        mismatch = False
         if not obj_id and privs:
             warnings.append(
-                "A private key has no CKA_ID: browsers and OpenSSL pair a certificate with its key by "
-                "CKA_ID, so no certificate can be used with it."
-            )
+                f"The private key {privs[0].label!r} has no CKA_ID: browsers and OpenSSL pair a certificate "
+                "with its key by CKA_ID, so no certificate can be used with it.")
         if len(privs) > 1:
-            warnings.append(f"{len(privs)} private keys share the ID {obj_id.hex() or 'none'}; "
-                            "a program that asks for this ID may pick either.")
+            warnings.append(f"{len(privs)} private keys share the ID {shown_id}; a program that asks for this ID "
+                            "may pick either.")
         key_digests = {o.public_key_sha256 for o in (*privs, *pubs) if o.public_key_sha256}
         if len(key_digests) > 1:
-            warnings.append("The keys with this ID have different public keys: they are not one key pair.")
+            mismatch = True
+            warnings.append(f"The keys with ID {shown_id} have different public keys: they are not one key pair.")
         key_digest = next(iter(key_digests)) if len(key_digests) == 1 else None
         for cert in certs:
-            if cert.public_key_sha256 is None or key_digest is None or cert.public_key_sha256 == key_digest:
+            if cert.public_key_sha256 is None:
                 continue
-            others = sorted(i.hex() or "none" for i in key_ids_by_spki.get(cert.public_key_sha256, ()))
-            where = (f" Its public key is that of the key with ID {', '.join(others)}: write it with "
-                     "that ID instead.") if others else " No key on this token has its public key."
-            warnings.append(f"The {_name(cert)} does not belong to the key with the same ID.{where}")
-        if certs and not privs and not pubs:
-            for cert in certs:
-                if cert.public_key_sha256 in key_ids_by_spki:
-                    others = sorted(i.hex() or "none" for i in key_ids_by_spki[cert.public_key_sha256])
-                    warnings.append(
-                        f"The {_name(cert)} has no key with its ID, but its public key is that of the key "
-                        f"with ID {', '.join(others)}: browsers will not pair them. Write the certificate with "
-                        "that ID."
-                    )
-        group = (*privs, *pubs, *certs)
-        digests = [o.public_key_sha256 for o in group]
-        known = {d for d in digests if d}
+            owners = _key_ids(key_ids_by_spki, cert.public_key_sha256)
+            if key_digest is not None and cert.public_key_sha256 != key_digest:
+                mismatch = True
+                where = (f" Its public key is that of the key with ID {owners}: write it with that ID instead."
+                         if owners else " No key on this token has its public key.")
+                warnings.append(f"The {_name(cert)} does not belong to the key with the same ID.{where}")
+            elif not privs and not pubs and owners:
+                mismatch = True
+                warnings.append(
+                    f"The {_name(cert)} has no key with its ID, but its public key is that of the key with ID "
+                    f"{owners}: browsers will not pair them. Write the certificate with that ID.")
+        known = [o.public_key_sha256 for o in (*privs, *pubs, *certs) if o.public_key_sha256]
         matches: bool | None
-        if len(known) > 1:
+        if mismatch:
             matches = False
-        elif len(group) >= 2 and all(digests):
+        elif len(known) >= 2 and (privs or pubs):
             matches = True
         else:
-            matches = None  # a lone object, or a key that does not reveal its public key
-        if any("browsers will not pair" in w for w in warnings):
-            matches = False
+            matches = None
         label = next((o.label for o in (*privs, *certs, *pubs) if o.label), "")
         groups.append(KeyGroup(
             id=obj_id,
@@ -378,6 +429,4 @@ def group_objects(objects: Iterable[ObjectInfo]) -> tuple[tuple[KeyGroup, ...], 
             key_matches=matches,
             warnings=tuple(warnings),
         ))
-    for g in groups:
-        token_warnings.extend(g.warnings)
-    return tuple(groups), tuple(token_warnings)
+    return tuple(groups), tuple(w for g in groups for w in g.warnings)

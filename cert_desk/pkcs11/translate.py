@@ -188,6 +188,16 @@ def error_for_ckr(code: int | None, operation: str, *, so: bool = False) -> E.Ce
     return E.TokenError(f"The token failed{doing}: {name}.", code, name, operation)
 
 
+def module_init_error(path: str, exc: BaseException) -> E.ModuleInitError:
+    """C_Initialize (or C_GetInfo) of the module at ``path`` failed with ``exc``."""
+    code = ckr_of(exc)
+    name = ckr_name(code) if code is not None else type(exc).__name__
+    hint = None
+    if code == 0x191:  # CKR_CRYPTOKI_ALREADY_INITIALIZED
+        hint = "Something else in this process initialised the module already; restart cert-desk."
+    return E.ModuleInitError(f"The PKCS#11 module {path} failed to initialise ({name}).", path, code, hint)
+
+
 def translate(exc: BaseException, operation: str, *, so: bool = False) -> E.CertDeskError:
     """Translate a python-pkcs11 / ctypes failure; any other exception comes back as InternalError."""
     if isinstance(exc, E.CertDeskError):
@@ -197,4 +207,5 @@ def translate(exc: BaseException, operation: str, *, so: bool = False) -> E.Cert
     return E.InternalError(f"Unexpected failure while trying to {operation}: {type(exc).__name__}: {exc}")
 
 
-__all__ = ["CKR_BY_NAME", "REMOVED_CODES", "ckr_of", "error_for_ckr", "is_pkcs11_failure", "translate"]
+__all__ = ["CKR_BY_NAME", "REMOVED_CODES", "ckr_of", "error_for_ckr", "is_pkcs11_failure", "module_init_error",
+           "translate"]

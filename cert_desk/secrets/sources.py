@@ -64,4 +64,8 @@ def _from_line(line: str, source: str) -> Secret:
     value = line.removesuffix("\n").removesuffix("\r")
     if not value:
         raise InputError(f"The PIN from {source} is empty.")
+    try:
+        value.encode("utf-8")  # the environment decodes undecodable bytes to lone surrogates
+    except UnicodeEncodeError:
+        raise InputError(f"The PIN from {source} is not valid UTF-8 text.") from None
     return Secret(value, source=source)

@@ -25,6 +25,8 @@ import os
 import queue
 import threading
 import time
+import types
+import typing
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -41,42 +43,94 @@ T = TypeVar("T")
 Job = Callable[[LoadedModule], T]
 
 _ATOMS = (type(None), bool, int, float, str, bytes, enum.Enum, datetime, date)
-_frozen_fields: dict[type, tuple[str, ...]] = {}
+_ATOM_TYPES: frozenset[type] = frozenset({type(None), bool, int, float, str, bytes, datetime, date})
+_immutable_classes: dict[type, bool] = {}
+
+
+def _immutable_annotation(tp: Any) -> bool:
+    """Whether every value of the annotated type is immutable (atoms, enums, frozen dataclasses
+    of such, unions and tuples/frozensets of such)."""
+    if tp in _ATOM_TYPES or tp is type(None):
+        return True
+    if isinstance(tp, type):
+        if issubclass(tp, enum.Enum):
+            return True
+        if dataclasses.is_dataclass(tp):
+            return _immutable_class(tp)
+        return False
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (types.UnionType, typing.Union):
+        return all(_immutable_annotation(a) for a in args)
+    if origin in (tuple, frozenset):
+        return all(a is Ellipsis or _immutable_annotation(a) for a in args)
+    return False
+
+
+def _immutable_class(cls: type) -> bool:
+    """A frozen dataclass whose declared fields are all immutable (mypy strict keeps values to
+    their declared types, so an instance of it needs no walk of its values)."""
+    known = _immutable_classes.get(cls)
+    if known is not None:
+        return known
+    _immutable_classes[cls] = False  # until proven, also for recursive types
+    params = getattr(cls, "__dataclass_params__", None)
+    ok = False
+    if params is not None and params.frozen:
+        try:
+            hints = typing.get_type_hints(cls)
+        except (NameError, TypeError):
+            hints = {}
+        ok = bool(hints) and all(_immutable_annotation(hints.get(f.name)) for f in dataclasses.fields(cls))
+    _immutable_classes[cls] = ok
+    return ok
 
 
 def check_crossable(value: Any, _depth: int = 0) -> None:
     """Raise :class:`~cert_desk.errors.WorkerError` unless ``value`` is safe to hand to another thread.
 
-    Safe: None, bool, int, float, str, bytes, enums, dates, tuples/frozensets of safe
-    values, and frozen dataclasses whose fields are safe.
+    Safe: None, bool, int, float, str, bytes, enums, dates, tuples/frozensets of safe values,
+    and frozen dataclasses whose fields are safe. A frozen dataclass whose declared field
+    types are all immutable is accepted by its type (mypy, strict on the core, holds values to
+    their declared types); any other is walked, every item of every tuple included.
     """
-    if isinstance(value, _ATOMS):
+    kind = type(value)
+    if kind in _ATOM_TYPES or isinstance(value, enum.Enum):
         return
     if _depth > 32:
         raise E.WorkerError("A job result is nested too deeply to check.")
-    kind = type(value)
     if kind is tuple or kind is frozenset:
-        items = tuple(value)
-        # The tuples cert-desk builds are homogeneous (every item made by the same code): for a
-        # long one, its first and last items stand for the rest, and a 3,000-object listing
-        # is checked in a millisecond instead of a tenth of a second.
-        if len(items) > 16:
-            items = items[:8] + items[-8:]
-        for item in items:
+        for item in value:
             check_crossable(item, _depth + 1)
         return
-    names = _frozen_fields.get(kind)
-    if names is None:
-        if not dataclasses.is_dataclass(value) or isinstance(value, type):
-            raise E.WorkerError(f"A job tried to return a {kind.__name__}; only frozen dataclasses and bytes "
-                                "may leave a worker thread.")
-        params = getattr(kind, "__dataclass_params__", None)
-        if params is None or not params.frozen:
-            raise E.WorkerError(f"A job tried to return {kind.__name__}, a dataclass that is not frozen.")
-        names = tuple(f.name for f in dataclasses.fields(value))
-        _frozen_fields[kind] = names
-    for name in names:
-        check_crossable(getattr(value, name), _depth + 1)
+    if not dataclasses.is_dataclass(value) or isinstance(value, type):
+        raise E.WorkerError(f"A job tried to return a {kind.__name__}; only frozen dataclasses and bytes "
+                            "may leave a worker thread.")
+    params = getattr(kind, "__dataclass_params__", None)
+    if params is None or not params.frozen:
+        raise E.WorkerError(f"A job tried to return {kind.__name__}, a dataclass that is not frozen.")
+    if _immutable_class(kind):
+        return
+    for f in dataclasses.fields(value):
+        check_crossable(getattr(value, f.name), _depth + 1)
+
+
+def detach(err: BaseException) -> BaseException:
+    """Drop the traceback (and those of its causes) of an error that leaves a worker.
+
+    The frames of a failed login hold the PIN in their locals; the error travels to the GUI
+    or the CLI and may live long. What happened was logged on the worker already.
+    """
+    seen: set[int] = set()
+    e: BaseException | None = err
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        e.__traceback__ = None
+        nxt = e.__cause__ or e.__context__
+        e.__cause__ = None
+        e.__context__ = None
+        e = nxt
+    return err
 
 
 @dataclass(frozen=True)
@@ -86,6 +140,10 @@ class JobInfo:
     module: str
     description: str
     started: float
+
+
+def _RELOAD(_m: LoadedModule) -> None:
+    raise AssertionError("the reload marker is handled by the worker loop")
 
 
 class _Item:
@@ -140,6 +198,21 @@ class ModuleWorker:
             self._module = LoadedModule(self.path)
         return self._module
 
+    def reload(self) -> Future[None]:
+        """Finalize the module after the jobs already queued; the next job initialises it afresh.
+
+        SoftHSM2, for one, reads its configuration and finds tokens made by other programs
+        only when it is initialised. It all happens on this worker's own thread, in order, so
+        no other thread ever touches the module.
+        """
+        future: Future[None] = Future()
+        with self._lock:
+            if self._closed:
+                future.set_exception(E.WorkerError(f"The worker of {self.path} has stopped."))
+                return future
+            self._queue.put(_Item(_RELOAD, "reload the module", future))
+        return future
+
     def _run(self) -> None:
         while True:
             item = self._queue.get()
@@ -148,33 +221,42 @@ class ModuleWorker:
             if not item.future.set_running_or_notify_cancel():
                 continue
             self._current = JobInfo(self.path, item.description, time.monotonic())
+            if item.fn is _RELOAD:
+                self._unload()
+                item.future.set_result(None)
+                self._current = None
+                continue
             try:
                 result = item.fn(self._load())
                 check_crossable(result)
             except E.CertDeskError as err:
                 log.debug("job %r on %s failed: %s", item.description, self.path, err.message)
-                item.future.set_exception(err)
+                item.future.set_exception(detach(err))
             except E.WrongThreadError as err:
                 log.error("job %r: %s", item.description, err)
-                item.future.set_exception(err)
+                item.future.set_exception(detach(err))
             except Exception as exc:
                 translated = translate(exc, item.description)
                 if isinstance(translated, E.InternalError):
                     log.exception("job %r on %s raised", item.description, self.path)
-                item.future.set_exception(translated)
+                detach(exc)
+                item.future.set_exception(detach(translated))
             else:
                 item.future.set_result(result)
             finally:
                 self._current = None
         self._finish()
 
-    def _finish(self) -> None:
+    def _unload(self) -> None:
         if self._module is not None:
             try:
                 self._module.finalize()
             except Exception:
                 log.exception("finalizing %s", self.path)
             self._module = None
+
+    def _finish(self) -> None:
+        self._unload()
         # Anything queued after the stop marker is refused, not left hanging.
         while True:
             try:
@@ -224,15 +306,14 @@ class WorkerPool:
     def submit(self, path: str, fn: Job[T], description: str) -> Future[T]:
         return self.worker(path).submit(fn, description)
 
-    def restart(self, path: str, timeout: float = 5.0) -> bool:
-        """Stop ``path``'s worker (finalizing the module); the next job loads it afresh.
+    def reload(self, path: str) -> Future[None]:
+        """Re-initialise ``path``'s module after its queued jobs (see :meth:`ModuleWorker.reload`)."""
+        return self.worker(path).reload()
 
-        SoftHSM2, for one, reads its configuration only when it is initialised.
-        """
-        real = os.path.realpath(path)
+    def loaded(self) -> list[str]:
+        """The real paths of the modules that have a worker."""
         with self._lock:
-            w = self._workers.pop(real, None)
-        return True if w is None else w.shutdown(timeout)
+            return list(self._workers)
 
     def busy(self) -> list[JobInfo]:
         with self._lock:

@@ -137,6 +137,7 @@ class DevicesPane(QWidget):
         self.ctx = ctx
         self._pending_select: TokenSelector | None = None
         self._errors: dict[str, str] = {}
+        self._generation = 0
 
         self.header = PaneHeader("Devices", ctx.jobs, self)
         self.add_button = QPushButton("Add module…")
@@ -194,34 +195,22 @@ class DevicesPane(QWidget):
 
     @Slot()
     def reload(self) -> None:
-        """Finalize and re-initialise every loaded module, then list again.
+        """Re-initialise every loaded module, then list again.
 
         Some modules (SoftHSM2) only see tokens other programs created after they are
-        initialised again. Stopping a worker waits for its queued jobs, so it happens off the
-        GUI thread.
+        initialised again. Each module's worker does it after the jobs it has queued, and
+        lists the slots after that; nothing waits on the GUI thread.
         """
-        pool = self.ctx.service.pool
-        paths = [e.realpath for e in self.ctx.service.modules()]
-
-        def restart_all() -> bool:
-            stopped = [pool.restart(p) for p in paths]  # every one, even after one is stuck
-            return all(stopped)
-
-        self.refresh_button.setEnabled(False)
-
-        def done(outcome: Outcome[bool]) -> None:
-            self.refresh_button.setEnabled(True)
-            if outcome.value is False:
-                self.status.emit("A module is still busy; it will be reloaded when it finishes.")
-            self.refresh()
-
-        self.ctx.jobs.watch(self.ctx.tasks.submit(restart_all), done, "reload the modules", owner=self)
+        for path in self.ctx.service.pool.loaded():
+            self.ctx.service.pool.reload(path)
+        self.refresh()
 
     @Slot()
     def refresh(self) -> None:
         """List the modules and their slots again (modules stay loaded)."""
         self.model.removeRows(0, self.model.rowCount())
         self._errors.clear()
+        self._generation += 1
         entries = self.ctx.service.modules()
         if not entries:
             item = QStandardItem("No PKCS#11 module found: install OpenSC, or use Add module…")
@@ -242,7 +231,7 @@ class DevicesPane(QWidget):
             loading.setData("loading", ROLE_KIND)
             self.ctx.jobs.watch(
                 self.ctx.service.module_state(entry.realpath),
-                functools.partial(self._on_module, item),
+                functools.partial(self._on_module, self._generation, entry.realpath),
                 f"list the slots of {entry.name}",
                 command=equivalents.slots(entry.realpath),
                 owner=self,
@@ -260,8 +249,18 @@ class DevicesPane(QWidget):
         parent.appendRow(child)
         return child
 
-    def _on_module(self, item: QStandardItem, outcome: Outcome[ModuleState]) -> None:
-        if item.model() is None:  # refreshed meanwhile
+    def _module_item(self, realpath: str) -> QStandardItem | None:
+        for r in range(self.model.rowCount()):
+            item = self.model.item(r)
+            entry = item.data(ROLE_DATA)
+            if isinstance(entry, ModuleEntry) and entry.realpath == realpath:
+                return item
+        return None
+
+    def _on_module(self, generation: int, realpath: str, outcome: Outcome[ModuleState]) -> None:
+        # The tree may have been rebuilt since this job started: its items are gone then.
+        item = self._module_item(realpath) if generation == self._generation else None
+        if item is None:
             return
         item.removeRows(0, item.rowCount())
         entry = item.data(ROLE_DATA)
@@ -376,7 +375,7 @@ class DevicesPane(QWidget):
             module = demo.module_path()
             if os.environ.get("SOFTHSM2_CONF") != str(demo.conf_path()):
                 demo.activate()
-                service.pool.restart(module)  # SoftHSM2 reads SOFTHSM2_CONF when it initialises
+                service.pool.reload(module)  # SoftHSM2 reads SOFTHSM2_CONF when it initialises
             demo.ensure(service)
             return service.find_token(TokenSelector(label=demo.DEMO_LABEL), [module])
 

@@ -229,6 +229,7 @@ class ObjectsPane(QWidget):
         self.ref = listing.token
         self.token = listing.token_info
         self.removed = False
+        self.header.set_title(f"Objects — {listing.token.label}")
         self.logged_in = listing.logged_in
         self.banner.clear()
         previous = self._current.handle if self._current is not None else None

@@ -81,9 +81,11 @@ class Banner(QFrame):
         layout.addWidget(self.label)
         self.setVisible(False)
         self.kind = ""
+        self._plain = ""
 
     def show_message(self, text: str, kind: str = "warn", *, rich: bool = False) -> None:
         self.kind = kind
+        self._plain = text
         colour = style.state_hex(kind)
         body = text if rich else html.escape(text).replace("\n", "<br>")
         self.label.setText(f"<span style='color:{colour}'>{body}</span>")
@@ -92,8 +94,10 @@ class Banner(QFrame):
 
     def clear(self) -> None:
         self.kind = ""
+        self._plain = ""
         self.label.clear()
         self.setVisible(False)
 
     def text(self) -> str:
-        return self.label.text()
+        """The message as plain text."""
+        return self._plain

@@ -10,6 +10,7 @@ import hashlib
 from datetime import UTC
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -89,6 +90,16 @@ def _general_name(gn: x509.GeneralName) -> str:
     return str(gn)
 
 
+def _raw_spki(der: bytes) -> bytes:
+    """The SubjectPublicKeyInfo of a certificate as it is encoded (for keys cryptography cannot load)."""
+    from asn1crypto import x509 as asn1_x509
+
+    try:
+        return bytes(asn1_x509.Certificate.load(der)["tbs_certificate"]["subject_public_key_info"].dump())
+    except (ValueError, TypeError, KeyError):
+        return b""
+
+
 def _public_key_facts(key: object) -> tuple[str, int | None, str | None]:
     if isinstance(key, rsa.RSAPublicKey):
         return "RSA", key.key_size, None
@@ -109,13 +120,17 @@ def certificate_info(cert: x509.Certificate, der: bytes | None = None) -> Certif
     Raises:
         InputError: its public key or an extension is malformed (cryptography parses both lazily).
     """
+    if der is None:
+        der = cert.public_bytes(serialization.Encoding.DER)
+    key: object | None
     try:
-        if der is None:
-            der = cert.public_bytes(serialization.Encoding.DER)
         key = cert.public_key()
         spki = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    except (ValueError, TypeError) as e:
-        raise InputError(f"The certificate's public key cannot be read: {e}") from e
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        # A curve or algorithm cryptography does not know (SM2, secp112r1, ...): the certificate
+        # is still shown; its public key is identified by the SubjectPublicKeyInfo as it is.
+        key = None
+        spki = _raw_spki(der)
     try:
         key_usage: tuple[str, ...] = ()
         eku: tuple[str, ...] = ()
@@ -138,7 +153,7 @@ def certificate_info(cert: x509.Certificate, der: bytes | None = None) -> Certif
                 ski = colon_hex(value.digest)
             elif isinstance(value, x509.AuthorityKeyIdentifier) and value.key_identifier is not None:
                 aki = colon_hex(value.key_identifier)
-        key_type, bits, curve = _public_key_facts(key)
+        key_type, bits, curve = _public_key_facts(key) if key is not None else ("unknown", None, None)
         oid = cert.signature_algorithm_oid
         sig_alg = getattr(oid, "_name", None) or oid.dotted_string
         subject, issuer = cert.subject, cert.issuer

@@ -14,6 +14,7 @@ import logging
 
 from asn1crypto import core as asn1_core
 from asn1crypto import keys as asn1_keys
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
@@ -132,11 +133,13 @@ def public_key_spki(
     """
     try:
         if public_key_info:
-            return public_key_info
+            # re-encode: a token may store a valid but non-canonical encoding
+            key = serialization.load_der_public_key(public_key_info)
+            return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
         if modulus and exponent:
             return spki_from_rsa(modulus, exponent)
         if ec_params and ec_point:
             return spki_from_ec(ec_params, ec_point)
-    except (ValueError, TypeError, OverflowError) as e:
+    except (ValueError, TypeError, OverflowError, UnsupportedAlgorithm) as e:
         log.debug("public key attributes do not make a key: %s", e)
     return None
