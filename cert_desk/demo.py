@@ -177,6 +177,9 @@ def ensure(service: TokenService) -> DemoToken:
         serial = service.run(module, _create, "create the demo token").result()
         ready.write_text(serial + "\n", encoding="utf-8")
         created = True
+        # SoftHSM2 gives a token made in this process its lasting slot ID only at the next
+        # C_Initialize; until then OpenSSL key references would name a slot other programs do not see.
+        service.pool.reload(module).result()
     user_pin, so_pin = d / "user-pin", d / "so-pin"
     if not user_pin.exists():
         _write_private(user_pin, DEMO_USER_PIN + "\n")

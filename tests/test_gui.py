@@ -125,7 +125,7 @@ def test_window_opens_on_the_demo_token(qtbot: QtBot, window: MainWindow) -> Non
     assert model.data(model.index(tops["demo-rsa"], 4)) == "Demo User RSA"
     assert "log in to see the private keys" in window.objects.header.subtitle.text()
     window.objects.filter.setText("Demo User EC")
-    assert window.objects.proxy.rowCount() == 1
+    assert window.objects.model.rowCount() == 1
     window.objects.filter.clear()
     idle(qtbot, window)
     assert window.busy_label.text() == "Ready"
@@ -242,10 +242,10 @@ def _select(pane: object, label: str, cls: str | None = None) -> None:
             obj = model.data(idx, ObjectsModel.ObjectRole)
             group = model.data(idx, ObjectsModel.GroupRole)
             if cls is None and group is not None and group.label == label:
-                pane.tree.setCurrentIndex(pane.proxy.mapFromSource(idx))  # type: ignore[attr-defined]
+                pane.tree.setCurrentIndex(idx)  # type: ignore[attr-defined]
                 return
             if cls is not None and obj is not None and obj.label == label and obj.class_name == cls:
-                pane.tree.setCurrentIndex(pane.proxy.mapFromSource(idx))  # type: ignore[attr-defined]
+                pane.tree.setCurrentIndex(idx)  # type: ignore[attr-defined]
                 return
     raise AssertionError(f"no {cls or 'group'} {label!r}")
 
@@ -431,8 +431,8 @@ def test_odd_objects_are_shown(qtbot: QtBot, softhsm: SoftHsm, token: str, windo
     huge = next(o for o in listing.objects if o.certificate is not None)
     assert huge.certificate is not None and huge.certificate.subject_cn == "Huge" and huge.id == b""
     assert len(huge.certificate.subject_alt_names) == 200
-    for r in range(window.objects.proxy.rowCount()):
-        window.objects.tree.setCurrentIndex(window.objects.proxy.index(r, 0))
+    for r in range(window.objects.model.rowCount()):
+        window.objects.tree.setCurrentIndex(window.objects.model.index(r, 0))
         assert window.objects.details.toPlainText()
 
 

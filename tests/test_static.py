@@ -23,7 +23,7 @@ def _tool(name: str) -> str:
 
 
 def test_ruff() -> None:
-    proc = subprocess.run([_tool("ruff"), "check", "cert_desk", "tests", "benchmarks"], cwd=ROOT,
+    proc = subprocess.run([_tool("ruff"), "check", "cert_desk", "tests", "benchmarks", "tools"], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 

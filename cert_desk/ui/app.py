@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from cert_desk import APP_ID, APP_NAME, __version__
@@ -48,13 +50,37 @@ def _excepthook(kind: type[BaseException], value: BaseException, tb: TracebackTy
         )
 
 
+def dark_palette() -> QPalette:
+    """Fusion's colours for a dark scheme (used when the platform has no dark theme of its own)."""
+    p = QPalette()
+    window, base, text, dim = QColor("#2b2d30"), QColor("#1e1f22"), QColor("#e6e6e6"), QColor("#8c8c8c")
+    for role, colour in (
+        (QPalette.ColorRole.Window, window), (QPalette.ColorRole.WindowText, text),
+        (QPalette.ColorRole.Base, base), (QPalette.ColorRole.AlternateBase, QColor("#26282b")),
+        (QPalette.ColorRole.ToolTipBase, window), (QPalette.ColorRole.ToolTipText, text),
+        (QPalette.ColorRole.Text, text), (QPalette.ColorRole.Button, QColor("#35373b")),
+        (QPalette.ColorRole.ButtonText, text), (QPalette.ColorRole.BrightText, QColor("#ff6b6b")),
+        (QPalette.ColorRole.Highlight, QColor("#2f65ca")), (QPalette.ColorRole.HighlightedText, QColor("#ffffff")),
+        (QPalette.ColorRole.Link, QColor("#7aa7ff")), (QPalette.ColorRole.PlaceholderText, dim),
+        (QPalette.ColorRole.Mid, QColor("#3c3f41")), (QPalette.ColorRole.Dark, QColor("#18191b")),
+    ):
+        p.setColor(role, colour)
+    for role in (QPalette.ColorRole.Text, QPalette.ColorRole.ButtonText, QPalette.ColorRole.WindowText):
+        p.setColor(QPalette.ColorGroup.Disabled, role, dim)
+    return p
+
+
 def apply_color_scheme(app: QApplication) -> None:
     """Follow the system's light or dark scheme (Qt does); ``CERT_DESK_COLOR_SCHEME=dark|light`` forces one."""
     wanted = os.environ.get("CERT_DESK_COLOR_SCHEME", "").lower()
     scheme = {"dark": Qt.ColorScheme.Dark, "light": Qt.ColorScheme.Light}.get(wanted)
-    if scheme is not None:
-        app.setStyle("Fusion")  # the style that follows the colour scheme on every platform
-        app.styleHints().setColorScheme(scheme)
+    if scheme is None:
+        return
+    app.setStyle("Fusion")
+    app.styleHints().setColorScheme(scheme)
+    # A platform without a theme of its own (plain X11, offscreen) ignores the scheme: say it.
+    if scheme == Qt.ColorScheme.Dark and not style.is_dark():
+        app.setPalette(dark_palette())
 
 
 def make_context(service: TokenService | None = None) -> AppContext:
@@ -76,6 +102,9 @@ def main(demo: bool = False) -> int:
     ctx = make_context()
     window = MainWindow(ctx)
     window.show()
+    # What exists now lives as long as the window: keep it out of every later collection, so a
+    # full collection during a big listing stays short.
+    gc.freeze()
     if demo:
         QTimer.singleShot(0, window.devices.open_demo)
     rc = app.exec()

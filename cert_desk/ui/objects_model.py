@@ -57,13 +57,23 @@ class Node:
     obj: ObjectInfo | None = None
     group: KeyGroup | None = None
     children: list[Node] = field(default_factory=list)
-    # for a group: its members, first certificate and a representative key
+    # for a group: its first certificate and a representative key
     cert: ObjectInfo | None = None
     key: ObjectInfo | None = None
+    # what the filter searches (lower case) and the sort keys: computed when first needed
+    haystack: str | None = None
+    keys: dict[int, str] = field(default_factory=dict)
 
 
 class ObjectsModel(QAbstractItemModel):
-    """Columns: Type, Label, ID, Key, Subject CN, Issuer CN, Serial, Expires."""
+    """Columns: Type, Label, ID, Key, Subject CN, Issuer CN, Serial, Expires.
+
+    Sorting and filtering happen here, on data computed once per listing, rather than in a
+    QSortFilterProxyModel: that proxy asks ``data()`` for every row on every reset, which
+    for 3,000 objects kept the GUI thread busy for longer than a frame budget allows.
+    Sorting orders the top-level rows; a key pair's members keep their order (private key,
+    public key, certificates).
+    """
 
     COLUMNS = ("Type", "Label", "ID", "Key", "Subject CN", "Issuer CN", "Serial", "Expires")
     ObjectRole = Qt.ItemDataRole.UserRole + 1
@@ -73,7 +83,11 @@ class ObjectsModel(QAbstractItemModel):
     def __init__(self, parent: Any = None) -> None:
         super().__init__(parent)
         self._listing: ObjectListing | None = None
+        self._all: list[Node] = []  # every top-level node of the listing, unfiltered
         self._root = Node(None, 0)
+        self._filter = ""
+        self._sort_column = 0
+        self._sort_order = Qt.SortOrder.AscendingOrder
         self.now = datetime.now(UTC)
         self._fixed = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
         self._bold = QFont()
@@ -88,17 +102,51 @@ class ObjectsModel(QAbstractItemModel):
         return self._listing is not None and (self._listing.logged_in or not self._listing.token_info.login_required)
 
     def set_listing(self, listing: ObjectListing | None) -> None:
-        self.beginResetModel()
-        self._listing = listing
-        self._root = self._build(listing)
         self.now = datetime.now(UTC)
+        self._listing = listing
+        self._all = self._build(listing)
+        self._rebuild()
+
+    def set_filter(self, text: str) -> None:
+        self._filter = text.strip().lower()
+        self._rebuild()
+
+    def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
+        self._sort_column, self._sort_order = column, order
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        self.beginResetModel()
+        root = Node(None, 0)
+        needle = self._filter
+        if not needle:
+            # no filter: the built nodes serve as they are (their children's rows stay right)
+            root.children = list(self._all)
+            for top in root.children:
+                top.parent = root
+        for top in self._all if needle else ():
+            if needle and needle not in self._haystack(top):
+                kept = [c for c in top.children if needle in self._haystack(c)]
+                if not kept:
+                    continue
+            else:
+                kept = top.children
+            node = Node(root, 0, obj=top.obj, group=top.group, cert=top.cert, key=top.key,
+                        haystack=top.haystack, keys=top.keys)
+            node.children = [Node(node, i, obj=c.obj, haystack=c.haystack, keys=c.keys) for i, c in enumerate(kept)]
+            root.children.append(node)
+        col = self._sort_column
+        root.children.sort(key=lambda n: self._sort_key(n, col),
+                           reverse=self._sort_order == Qt.SortOrder.DescendingOrder)
+        for i, n in enumerate(root.children):
+            n.row = i
+        self._root = root
         self.endResetModel()
 
-    @staticmethod
-    def _build(listing: ObjectListing | None) -> Node:
-        root = Node(None, 0)
+    def _build(self, listing: ObjectListing | None) -> list[Node]:
         if listing is None:
-            return root
+            return []
+        root = Node(None, 0)
         by_handle = {o.handle: o for o in listing.objects}
         grouped: set[int] = set()
         for g in listing.groups:
@@ -108,45 +156,60 @@ class ObjectsModel(QAbstractItemModel):
             node = Node(root, len(root.children), group=g)
             members = sorted((by_handle[h] for h in handles if h in by_handle),
                              key=lambda o: (_CLASS_ORDER.get(o.object_class, 9), o.label))
+            node.cert = next((m for m in members if m.object_class == CKO_CERTIFICATE), None)
+            node.key = next((m for m in members if m.object_class in (CKO_PRIVATE_KEY, CKO_PUBLIC_KEY)), None)
             for m in members:
                 node.children.append(Node(node, len(node.children), obj=m))
                 grouped.add(m.handle)
-            node.cert = next((m for m in members if m.object_class == CKO_CERTIFICATE), None)
-            node.key = next((m for m in members if m.object_class in (CKO_PRIVATE_KEY, CKO_PUBLIC_KEY)), None)
             root.children.append(node)
         for o in listing.objects:
             if o.handle not in grouped:
                 root.children.append(Node(root, len(root.children), obj=o))
-        return root
+        return root.children
+
+    def _haystack(self, node: Node) -> str:
+        if node.haystack is None:
+            cert = self._cert(node)
+            text = "\n".join(str(self._text(node, c, cert, False)) for c in range(len(self.COLUMNS))).lower()
+            if node.group is not None:
+                text += "\n" + "\n".join(self._haystack(c) for c in node.children)
+            node.haystack = text
+        return node.haystack
+
+    def _sort_key(self, node: Node, col: int) -> str:
+        key = node.keys.get(col)
+        if key is None:
+            key = str(self._text(node, col, self._cert(node), True)).lower()
+            node.keys[col] = key
+        return key
 
     # ----------------------------------------------------------- structure
 
     def _node(self, index: Index) -> Node:
-        if index.isValid():
-            node = index.internalPointer()
-            assert isinstance(node, Node)
-            return node
-        return self._root
+        return index.internalPointer() if index.isValid() else self._root
 
     def index(self, row: int, column: int, parent: Index = QModelIndex()) -> QModelIndex:  # noqa: B008
-        node = self._node(parent)
-        if 0 <= row < len(node.children) and 0 <= column < len(self.COLUMNS):
-            return self.createIndex(row, column, node.children[row])
+        node = parent.internalPointer() if parent.isValid() else self._root
+        children = node.children
+        if 0 <= row < len(children) and 0 <= column < 8:
+            return self.createIndex(row, column, children[row])
         return QModelIndex()
 
     def parent(self, index: Index = QModelIndex()) -> QModelIndex:  # type: ignore[override]  # noqa: B008
         if not index.isValid():
             return QModelIndex()
-        node = self._node(index)
-        p = node.parent
+        p = index.internalPointer().parent
         if p is None or p is self._root:
             return QModelIndex()
         return self.createIndex(p.row, 0, p)
 
     def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008 - Qt API
-        if parent.isValid() and parent.column() != 0:
-            return 0
-        return len(self._node(parent).children)
+        if parent.isValid():
+            return 0 if parent.column() != 0 else len(parent.internalPointer().children)
+        return len(self._root.children)
+
+    def hasChildren(self, parent: Index = QModelIndex()) -> bool:  # noqa: B008
+        return self.rowCount(parent) > 0
 
     def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
         return len(self.COLUMNS)
@@ -162,21 +225,24 @@ class ObjectsModel(QAbstractItemModel):
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():
             return None
-        node = self._node(index)
+        node: Node = index.internalPointer()
         col = index.column()
+        if role == Qt.ItemDataRole.DisplayRole:
+            if col == 7:
+                cert = self._cert(node)
+                return cert.not_after.strftime("%Y-%m-%d") if cert is not None else ""
+            return self._text(node, col, self._cert(node), False)
         if role == self.ObjectRole:
             return node.obj
         if role == self.GroupRole:
             return node.group
+        if role == self.SortRole:
+            return self._sort_key(node, col)
         o = node.obj
         g = node.group
-        cert_obj = node.cert if g is not None else o
-        cert = cert_obj.certificate if cert_obj is not None else None
-        if role in (Qt.ItemDataRole.DisplayRole, self.SortRole):
-            return self._text(node, col, cert, role == self.SortRole)
         if role == Qt.ItemDataRole.ForegroundRole:
             if col == 7:
-                kind = expiry_kind(cert, self.now)
+                kind = expiry_kind(self._cert(node), self.now)
                 return style.state_colour(kind) if kind else None
             if col == 0 and g is not None and g.key_matches is False:
                 return style.state_colour("error")
@@ -189,6 +255,7 @@ class ObjectsModel(QAbstractItemModel):
         if role == Qt.ItemDataRole.ToolTipRole:
             if g is not None and g.warnings:
                 return "\n".join(g.warnings)
+            cert = self._cert(node)
             if col == 7 and cert is not None:
                 kind = expiry_kind(cert, self.now)
                 if kind == "error":
@@ -203,6 +270,11 @@ class ObjectsModel(QAbstractItemModel):
             if g is not None and col == 1:
                 return self._bold
         return None
+
+    @staticmethod
+    def _cert(node: Node) -> CertificateInfo | None:
+        cert_obj = node.cert if node.group is not None else node.obj
+        return cert_obj.certificate if cert_obj is not None else None
 
     def _text(self, node: Node, col: int, cert: CertificateInfo | None, sort: bool) -> Any:
         o, g = node.obj, node.group
@@ -222,7 +294,7 @@ class ObjectsModel(QAbstractItemModel):
         if col == 2:
             return g.id_hex if g is not None else (o.id_hex if o is not None else "")
         if col == 3:
-            target = node.key or node.cert if g is not None else o
+            target = (node.key or node.cert) if g is not None else o
             return key_text(target) if target is not None else ""
         if cert is None:
             return ""
@@ -250,6 +322,9 @@ class ObjectsModel(QAbstractItemModel):
                 if child.obj is not None and child.obj.handle == handle:
                     return self.createIndex(child.row, 0, child)
         return QModelIndex()
+
+    def group_count(self) -> int:
+        return sum(1 for n in self._root.children if n.group is not None)
 
 
 class BrowserViewModel(QAbstractTableModel):

@@ -6,7 +6,7 @@ import html
 import os
 from datetime import UTC, datetime
 
-from PySide6.QtCore import QModelIndex, QSortFilterProxyModel, Qt, Signal, Slot
+from PySide6.QtCore import QModelIndex, Qt, Signal, Slot
 from PySide6.QtGui import QGuiApplication, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -38,6 +38,8 @@ from cert_desk.ui.widgets import Banner, PaneHeader
 from cert_desk.x509 import export
 
 _COLUMN_WIDTHS = (170, 170, 60, 120, 150, 150, 140, 90)
+# Expanding 1,000 key pairs costs the view a walk of every row: past this, pairs start folded.
+EXPAND_LIMIT = 200
 
 
 class ObjectsPane(QWidget):
@@ -87,17 +89,10 @@ class ObjectsPane(QWidget):
         self.filter.setClearButtonEnabled(True)
 
         self.model = ObjectsModel(self)
-        self.proxy = QSortFilterProxyModel(self)
-        self.proxy.setSourceModel(self.model)
-        self.proxy.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
-        self.proxy.setFilterKeyColumn(-1)
-        self.proxy.setSortRole(ObjectsModel.SortRole)
-        self.proxy.setRecursiveFilteringEnabled(True)
-        self.proxy.setAutoAcceptChildRows(True)
-        self.filter.textChanged.connect(self.proxy.setFilterFixedString)
+        self.filter.textChanged.connect(self.model.set_filter)
         self.tree = QTreeView()
         self.tree.setObjectName("objectsTree")
-        self.tree.setModel(self.proxy)
+        self.tree.setModel(self.model)
         self.tree.setUniformRowHeights(True)
         self.tree.setSortingEnabled(True)
         self.tree.sortByColumn(0, Qt.SortOrder.AscendingOrder)
@@ -178,6 +173,9 @@ class ObjectsPane(QWidget):
         self._current: ObjectInfo | None = None
         self._current_group: KeyGroup | None = None
         self._members: list[ObjectInfo] = []
+        self._keep: tuple[str, int] | None = None
+        self.model.modelAboutToBeReset.connect(self._remember_selection)
+        self.model.modelReset.connect(self._after_reset)
         self._update_buttons()
         self._show_empty()
 
@@ -232,12 +230,11 @@ class ObjectsPane(QWidget):
         self.header.set_title(f"Objects — {listing.token.label}")
         self.logged_in = listing.logged_in
         self.banner.clear()
-        previous = self._current.handle if self._current is not None else None
         self.model.set_listing(listing)
         self.browser_model.set_listing(listing)
-        self.tree.expandAll()
         n = len(listing.objects)
-        pairs = sum(1 for g in listing.groups if g.private_keys)
+        hidden = listing.token_info.login_required and not listing.logged_in
+        pairs = sum(1 for g in listing.groups if g.private_keys or (hidden and g.public_keys))
         text = f"{n} object{'s' if n != 1 else ''}, {pairs} key pair{'s' if pairs != 1 else ''}"
         if listing.logged_in:
             text += " — logged in"
@@ -248,13 +245,6 @@ class ObjectsPane(QWidget):
             self.banner.show_message(f"{len(listing.warnings)} problem(s) on this token: "
                                      + " ".join(listing.warnings[:2])
                                      + (" …" if len(listing.warnings) > 2 else ""), "warn")
-        index = self.model.find_handle(previous) if previous is not None else QModelIndex()
-        if not index.isValid() and self.model.rowCount():
-            index = self.model.index(0, 0)
-        if index.isValid():
-            self.tree.setCurrentIndex(self.proxy.mapFromSource(index))
-        else:
-            self._set_current(None, None)
         self._update_buttons()
 
     def _show_error(self, err: E.CertDeskError) -> None:
@@ -349,8 +339,38 @@ class ObjectsPane(QWidget):
             self.browser.selectRow(0)
 
     @Slot()
+    def _remember_selection(self) -> None:
+        index = self.tree.currentIndex()
+        obj = self.model.data(index, ObjectsModel.ObjectRole) if index.isValid() else None
+        group = self.model.data(index, ObjectsModel.GroupRole) if index.isValid() else None
+        if obj is not None:
+            self._keep = ("object", obj.handle)
+        elif group is not None:
+            self._keep = ("group", (*group.private_keys, *group.public_keys, *group.certificates)[0])
+        else:
+            self._keep = None
+
+    @Slot()
+    def _after_reset(self) -> None:
+        """Expand the key pairs (unless there are very many), and select what was selected."""
+        if self.model.group_count() <= EXPAND_LIMIT or self.model.rowCount() <= EXPAND_LIMIT:
+            self.tree.expandAll()
+        index = QModelIndex()
+        if self._keep is not None:
+            kind, handle = self._keep
+            index = self.model.find_handle(handle)
+            if kind == "group" and index.isValid() and index.parent().isValid():
+                index = index.parent()
+        if not index.isValid() and self.model.rowCount():
+            index = self.model.index(0, 0)
+        if index.isValid():
+            self.tree.setCurrentIndex(index)
+        else:
+            self._set_current(None, None)
+
+    @Slot()
     def _on_current(self) -> None:
-        index = self.proxy.mapToSource(self.tree.currentIndex())
+        index = self.tree.currentIndex()
         obj = self.model.data(index, ObjectsModel.ObjectRole) if index.isValid() else None
         group = self.model.data(index, ObjectsModel.GroupRole) if index.isValid() else None
         if group is None and obj is not None:

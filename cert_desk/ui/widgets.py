@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 
 from PySide6.QtCore import Slot
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QProgressBar, QSizePolicy, QWidget
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QProgressBar, QSizePolicy, QVBoxLayout, QWidget
 
 from cert_desk.services.qt import QtJobs
 from cert_desk.ui import style
@@ -44,7 +44,7 @@ class PaneHeader(QWidget):
         self.title.setFont(font)
         self.subtitle = QLabel()
         self.subtitle.setObjectName("paneSubtitle")
-        self.subtitle.setWordWrap(True)
+        self.subtitle.setWordWrap(False)
         self.busy = BusyIndicator(jobs, owner)
         self.buttons = QHBoxLayout()
         self.buttons.setSpacing(style.SPACING)
@@ -57,8 +57,12 @@ class PaneHeader(QWidget):
         tl.setSpacing(style.SPACING)
         tl.addWidget(self.title)
         tl.addWidget(self.busy)
-        layout.addWidget(titles)
-        layout.addStretch(1)
+        column = QVBoxLayout()
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(2)
+        column.addWidget(titles)
+        column.addWidget(self.subtitle)
+        layout.addLayout(column, 1)
         layout.addLayout(self.buttons)
         self.set_title(title)
 

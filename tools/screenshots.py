@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""Take the README's screenshots: every pane, the PIN dialog, the browser view, a dark palette.
+
+Runs the real window against the demo token, in a temporary HOME (the demo token is made
+there), and writes PNGs to docs/screenshots/. Run it under Xvfb:
+
+    xvfb-run -a -s "-screen 0 1400x900x24" .venv/bin/python tools/screenshots.py
+
+(``QT_QPA_PLATFORM=offscreen`` works too, with the same pictures.)
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+OUT = ROOT / "docs" / "screenshots"
+
+
+def main() -> int:
+    home = Path(tempfile.mkdtemp(prefix="cert-desk-shots-"))
+    os.environ.update({"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"),
+                       "XDG_DATA_HOME": str(home / ".local/share"), "XDG_STATE_HOME": str(home / ".local/state")})
+    scheme = os.environ.get("CERT_DESK_COLOR_SCHEME", "")
+    from PySide6.QtCore import QSettings, Qt
+    from PySide6.QtWidgets import QApplication
+
+    from cert_desk import demo
+    from cert_desk.ui.app import apply_color_scheme, make_context
+    from cert_desk.ui.main_window import MainWindow
+
+    app = QApplication(sys.argv[:1])
+    QSettings.setPath(QSettings.Format.NativeFormat, QSettings.Scope.UserScope, str(home / ".config"))
+    apply_color_scheme(app)
+    demo.activate()
+    ctx = make_context()
+    window = MainWindow(ctx)
+    window.resize(1280, 820)
+    window.show()
+    OUT.mkdir(parents=True, exist_ok=True)
+    suffix = f"-{scheme}" if scheme else ""
+
+    def wait(cond: object, ms: int = 30000) -> None:
+        import time
+
+        end = time.monotonic() + ms / 1000
+        while not cond() and time.monotonic() < end:  # type: ignore[operator]
+            app.processEvents()
+            time.sleep(0.01)
+        for _ in range(20):
+            app.processEvents()
+
+    def shot(widget: object, name: str) -> None:
+        for _ in range(10):
+            app.processEvents()
+        path = OUT / f"{name}{suffix}.png"
+        widget.grab().save(str(path))  # type: ignore[attr-defined]
+        print(path)
+
+    window.devices.open_demo()
+    pane = window.objects
+    wait(lambda: pane.model.rowCount() == 3)
+    wait(lambda: ctx.jobs.pending() == 0)
+    if scheme:
+        shot(window, "objects")
+        window.close()
+        ctx.shutdown()
+        return 0
+
+    window.show_pane("Devices")
+    window.devices.select_token(demo.DEMO_LABEL)
+    wait(lambda: ctx.jobs.pending() == 0)
+    shot(window, "devices")
+
+    window.show_pane("Objects")
+    pane.login_button.click()
+    wait(lambda: pane.dialog is not None and pane.dialog.isVisible())
+    dialog = pane.dialog
+    assert dialog is not None
+    dialog.pin.setText(demo.DEMO_USER_PIN)  # masked in the picture
+    shot(dialog, "pin-dialog")
+    dialog.ok_button.click()
+    wait(lambda: pane.logged_in and pane.dialog is None)
+    wait(lambda: ctx.jobs.pending() == 0)
+    window.activity.setVisible(True)
+    pane.tree.setCurrentIndex(pane.model.index(0, 0))
+    model = pane.model
+    for r in range(model.rowCount()):
+        if model.data(model.index(r, 1)) == "demo-rsa":
+            pane.tree.setCurrentIndex(model.index(r, 0))
+    shot(window, "objects")
+    window.activity.setVisible(False)
+
+    pane.browser_button.click()
+    pane.browser.selectRow(0)
+    shot(window, "browser-view")
+    pane.browser_button.click()
+
+    for name in ("Keys", "Certificates", "Browsers"):
+        window.show_pane(name)
+        shot(window, name.lower())
+    window.show_pane("Objects")
+    window.close()
+    ctx.shutdown()
+    del Qt
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
