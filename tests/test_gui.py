@@ -428,6 +428,8 @@ def test_odd_objects_are_shown(qtbot: QtBot, softhsm: SoftHsm, token: str, windo
     assert listing is not None
     labels = {o.label for o in listing.objects}
     assert "" in labels and any("\ufffd" in label for label in labels)
+    odd = next(o for o in listing.objects if "\ufffd" in o.label)
+    assert "object=caf%E9%20%FF;" in odd.uri  # the URI names the token's bytes, not what is shown
     huge = next(o for o in listing.objects if o.certificate is not None)
     assert huge.certificate is not None and huge.certificate.subject_cn == "Huge" and huge.id == b""
     assert len(huge.certificate.subject_alt_names) == 200
@@ -476,3 +478,93 @@ def test_state_colours_follow_a_dark_palette(qtbot: QtBot) -> None:
     finally:
         app.setPalette(original)
         style.retheme()
+
+
+# ------------------------------------------------ regressions found in review
+
+
+def test_pin_dialog_keeps_no_undo_history(qtbot: QtBot) -> None:
+    d = PinDialog(_token_info())
+    qtbot.addWidget(d)
+    qtbot.keyClicks(d.pin, "654321")
+    d.ok_button.click()
+    assert d.pin.text() == "" and not d.pin.isUndoAvailable()
+
+
+def test_login_twice_opens_one_dialog_for_the_token_shown(qtbot: QtBot, window: MainWindow, softhsm: SoftHsm,
+                                                          rsa_token: str) -> None:
+    pane = window.objects
+    window.devices.reload()
+    open_token(qtbot, window, rsa_token)
+    pane.login()
+    pane.login()  # a double click while the PIN state is read
+    qtbot.waitUntil(lambda: pane.dialog is not None, timeout=TIMEOUT)
+    idle(qtbot, window)
+    dialogs = [w for w in pane.findChildren(PinDialog) if w.isVisible()]
+    assert len(dialogs) == 1
+    dialogs[0].reject()
+    qtbot.waitUntil(lambda: pane.dialog is None, timeout=TIMEOUT)
+    # pressing Log in and choosing another token before the dialog appears: no dialog for the old token
+    pane.login()
+    window.devices.open_demo()
+    qtbot.waitUntil(lambda: pane.ref is not None and pane.ref.label == "cert-desk demo", timeout=30000)
+    idle(qtbot, window)
+    assert pane.dialog is None
+
+
+def test_devices_refresh_ends_the_objects_login(qtbot: QtBot, window: MainWindow, rsa_token: str) -> None:
+    pane = window.objects
+    window.devices.reload()
+    open_token(qtbot, window, rsa_token)
+    pane.login_button.click()
+    qtbot.waitUntil(lambda: pane.dialog is not None, timeout=TIMEOUT)
+    assert pane.dialog is not None
+    qtbot.keyClicks(pane.dialog.pin, USER_PIN)
+    pane.dialog.ok_button.click()
+    qtbot.waitUntil(lambda: pane.logged_in, timeout=TIMEOUT)
+    idle(qtbot, window)
+    window.devices.refresh_button.click()
+    qtbot.waitUntil(lambda: not pane.logged_in and pane.model.listing is not None
+                    and not pane.model.listing.logged_in, timeout=TIMEOUT)
+    assert "logged in" not in pane.header.subtitle.text()
+
+
+def test_browser_view_and_tree_agree_and_both_filter(qtbot: QtBot, window: MainWindow) -> None:
+    pane = window.objects
+    window.devices.open_demo()
+    qtbot.waitUntil(lambda: pane.browser_model.rowCount() == 3, timeout=30000)
+    pane.browser_button.click()
+    pane.browser.selectRow(2)  # the CA certificate
+    assert "cert-desk Demo CA" in pane.details.toPlainText()
+    pane.browser_button.click()  # back to the tree: the details follow the tree's selection
+    index = pane.tree.currentIndex()
+    shown = pane.model.data(index, ObjectsModel.GroupRole) or pane.model.data(index, ObjectsModel.ObjectRole)
+    assert shown is not None and shown.label in pane.details.toPlainText().split("\n")[0]
+    pane.browser_button.click()
+    pane.filter.setText("Demo User EC")
+    assert pane.browser_model.rowCount() == 1
+    pane.filter.clear()
+
+
+def test_folding_survives_sorting_and_serials_sort_as_numbers(qtbot: QtBot, window: MainWindow) -> None:
+    pane = window.objects
+    window.devices.open_demo()
+    qtbot.waitUntil(lambda: pane.model.rowCount() == 3, timeout=30000)
+    idle(qtbot, window)
+    model = pane.model
+    pair = next(model.index(r, 0) for r in range(3) if model.data(model.index(r, 1)) == "demo-rsa")
+    pane.tree.collapse(pair)
+    pane.tree.sortByColumn(1, Qt.SortOrder.DescendingOrder)
+    pair = next(model.index(r, 0) for r in range(3) if model.data(model.index(r, 1)) == "demo-rsa")
+    other = next(model.index(r, 0) for r in range(3) if model.data(model.index(r, 1)) == "demo-ec")
+    assert not pane.tree.isExpanded(pair) and pane.tree.isExpanded(other)
+    from cert_desk.ui.objects_model import Node
+
+    short = Node(None, 0)
+    long = Node(None, 1)
+    cert = dataclasses.replace(pane.model.listing.objects[0].certificate or  # type: ignore[union-attr]
+                               next(o.certificate for o in pane.model.listing.objects if o.certificate),  # type: ignore[union-attr,arg-type]
+                               serial="A1AD")
+    key_short = str(model._text(short, 6, cert, True))
+    key_long = str(model._text(long, 6, dataclasses.replace(cert, serial="729D0"), True))
+    assert key_short < key_long  # 0xA1AD < 0x729D0

@@ -146,7 +146,8 @@ def _opt_bool(attrs: dict[int, Any], key: int) -> bool | None:
 
 
 def describe_object(attrs: dict[int, Any], handle: int, token: TokenInfo, slot_id: int, uri_prefix: str, *,
-                    cert_der: bytes | None = None, value_length: int | None = None) -> ObjectInfo:
+                    cert_der: bytes | None = None, value_length: int | None = None,
+                    label_raw: bytes | None = None) -> ObjectInfo:
     """Describe one object from its decoded attributes (no token call here)."""
     raw_class = attrs.get(int(A.CLASS))
     klass = raw_class if type(raw_class) is int else -1
@@ -233,7 +234,8 @@ def describe_object(attrs: dict[int, Any], handle: int, token: TokenInfo, slot_i
         public_key_sha256=public_sha,
         public_key_der=certificate.spki if certificate is not None else spki,
         attributes=tuple(attrs.items()),
-        uri=object_uri_in(uri_prefix, object_class=klass, object_id=obj_id, label=label),
+        uri=object_uri_in(uri_prefix, object_class=klass, object_id=obj_id, label=label,
+                          label_raw=label_raw if label_raw and "\ufffd" in label else None),
         openssl_key=(openssl_key_refs(slot_id, obj_id, label)
                      if klass in (C.CKO_PRIVATE_KEY, C.CKO_PUBLIC_KEY, C.CKO_CERTIFICATE) else ()),
         problems=tuple(problems),
@@ -323,7 +325,8 @@ class ObjectReader:
             cert_der = self._cert.read(session, handle).get(value_key)
         elif klass == C.CKO_DATA:
             value_length = self._ck.attribute_sizes(session, handle, (value_key,)).get(value_key)
-        return describe_object(attrs, handle, token, slot_id, prefix, cert_der=cert_der, value_length=value_length)
+        return describe_object(attrs, handle, token, slot_id, prefix, cert_der=cert_der, value_length=value_length,
+                               label_raw=raw.get(int(A.LABEL)))
 
 
 _ORDER = {C.CKO_PRIVATE_KEY: 0, C.CKO_PUBLIC_KEY: 1, C.CKO_CERTIFICATE: 2}

@@ -50,12 +50,19 @@ def object_uri(
     return object_uri_in(uri, object_class=object_class, object_id=object_id, label=label)
 
 
-def object_uri_in(token_uri: str, *, object_class: int, object_id: bytes, label: str) -> str:
-    """The URI of an object of the token whose URI is ``token_uri`` (see :func:`token_uri`)."""
+def object_uri_in(token_uri: str, *, object_class: int, object_id: bytes, label: str,
+                  label_raw: bytes | None = None) -> str:
+    """The URI of an object of the token whose URI is ``token_uri`` (see :func:`token_uri`).
+
+    ``label_raw``: the label's bytes as the token holds them, when they are not valid UTF-8
+    (the URI must name those bytes, not the replacement characters shown on screen).
+    """
     parts = [token_uri]
     if object_id:
         parts.append(f"id={_pct_bytes(object_id)}")
-    if label:
+    if label_raw:
+        parts.append(f"object={quote(label_raw, safe=_SAFE)}")
+    elif label:
         parts.append(f"object={_pct(label)}")
     kind = URI_TYPES.get(object_class)
     if kind:

@@ -89,7 +89,7 @@ def token_html(report: SlotReport) -> str:
             f"<tr><td style='white-space:nowrap; padding-right:12px'><tt>{e(m.name)}</tt></td>"
             f"<td align='right' style='padding-right:8px'>{m.min_key_size or ''}</td>"
             f"<td align='right' style='padding-right:12px'>{m.max_key_size or ''}</td>"
-            f"<td>{e(', '.join(w for w in m.flag_words if w != 'hw'))}</td></tr>"
+            f"<td style='white-space:nowrap'>{e(', '.join(w for w in m.flag_words if w != 'hw'))}</td></tr>"
             for m in report.mechanisms
         )
         out += (f"<h4>Mechanisms ({len(report.mechanisms)})</h4><table cellspacing='0'>"
@@ -119,17 +119,27 @@ def module_html(entry: ModuleEntry, library: LibraryInfo | None, error: str | No
     return f"<h3>{e(entry.name)}</h3><table cellspacing='0'>{''.join(rows)}</table>"
 
 
+def _slot_icon(r: SlotReport) -> str:
+    if r.token is not None and r.token.initialized:
+        return "token"
+    if r.error:
+        return "warning"
+    return "slot"
+
+
 class DevicesPane(QWidget):
     """Modules, slots and tokens.
 
     Signals:
         token_selected(TokenRef, TokenInfo): The user picked an initialised token.
         demo_ready(TokenRef): The demo token was opened and selected.
+        modules_reloaded(): Every module was initialised again (logins are gone).
         status(str): A message for the status bar.
     """
 
     token_selected = Signal(object, object)
     demo_ready = Signal(object)
+    modules_reloaded = Signal()
     status = Signal(str)
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
@@ -199,19 +209,31 @@ class DevicesPane(QWidget):
 
         Some modules (SoftHSM2) only see tokens other programs created after they are
         initialised again. Each module's worker does it after the jobs it has queued, and
-        lists the slots after that; nothing waits on the GUI thread.
+        lists the slots after that; nothing waits on the GUI thread. Logins end with it.
         """
         for path in self.ctx.service.pool.loaded():
             self.ctx.service.pool.reload(path)
+        self.modules_reloaded.emit()
         self.refresh()
 
     @Slot()
     def refresh(self) -> None:
-        """List the modules and their slots again (modules stay loaded)."""
+        """Find the modules (reading p11-kit's files off the GUI thread), then list their slots."""
+        self._generation += 1
+        generation = self._generation
+        self.details.setHtml("<p>Select a module or a token.</p>")
+        self.ctx.jobs.watch(self.ctx.tasks.submit(self.ctx.service.modules),
+                            lambda o: self._on_modules(generation, o), "find the PKCS#11 modules", owner=self)
+
+    def _on_modules(self, generation: int, outcome: Outcome[list[ModuleEntry]]) -> None:
+        if generation != self._generation:
+            return
         self.model.removeRows(0, self.model.rowCount())
         self._errors.clear()
-        self._generation += 1
-        entries = self.ctx.service.modules()
+        if outcome.error is not None:
+            self.banner.show_message(str(outcome.error), "error")
+            return
+        entries = outcome.value or []
         if not entries:
             item = QStandardItem("No PKCS#11 module found: install OpenSC, or use Add module…")
             item.setEditable(False)
@@ -225,13 +247,13 @@ class DevicesPane(QWidget):
             self.model.appendRow(item)
             if not entry.exists:
                 self._errors[entry.realpath] = "The file does not exist."
-                self._add_child(item, "The file does not exist", None, error=True)
+                self._add_child(item, "The file does not exist", entry, error=True)
                 continue
             loading = self._add_child(item, "Loading…", None)
             loading.setData("loading", ROLE_KIND)
             self.ctx.jobs.watch(
                 self.ctx.service.module_state(entry.realpath),
-                functools.partial(self._on_module, self._generation, entry.realpath),
+                functools.partial(self._on_module, generation, entry.realpath),
                 f"list the slots of {entry.name}",
                 command=equivalents.slots(entry.realpath),
                 owner=self,
@@ -267,7 +289,8 @@ class DevicesPane(QWidget):
         if outcome.error is not None:
             if isinstance(entry, ModuleEntry):
                 self._errors[entry.realpath] = outcome.error.message
-            self._add_child(item, outcome.error.message, None, error=True)
+            child = self._add_child(item, outcome.error.message, entry, error=True)
+            child.setToolTip(str(outcome.error))
             item.setForeground(style.state_colour("error"))
             return
         state = outcome.value
@@ -279,15 +302,15 @@ class DevicesPane(QWidget):
             self._add_child(item, "No slots (no reader connected, or pcscd not running)", None)
         for r in state.slots:
             if r.token is not None and r.token.initialized:
-                text, icon = f"{r.token.label}  ·  slot {r.slot.slot_id}", "token"
+                text = f"{r.token.label}  ·  slot {r.slot.slot_id}"
             elif r.token is not None:
-                text, icon = f"Uninitialised token  ·  slot {r.slot.slot_id}", "slot"
+                text = f"Uninitialised token  ·  slot {r.slot.slot_id}"
             elif r.error:
-                text, icon = f"{r.slot.description}: {r.error}", "warning"
+                text = f"{r.slot.description}: {r.error}"
             else:
-                text, icon = f"{r.slot.description} (empty)", "slot"
+                text = f"{r.slot.description} (empty)"
             child = self._add_child(item, text, r)
-            child.setIcon(style.icon(icon))
+            child.setIcon(style.icon(_slot_icon(r)))
             child.setData("slot", ROLE_KIND)
             if r.token is not None and r.token.user_pin in (E.PinState.LOCKED, E.PinState.FINAL_TRY):
                 child.setForeground(style.state_colour("error"))
@@ -318,6 +341,18 @@ class DevicesPane(QWidget):
             if data.token is not None and data.token.initialized:
                 self.token_selected.emit(
                     TokenRef(data.module, data.slot.slot_id, data.token.serial, data.token.label), data.token)
+
+    def retheme(self) -> None:
+        """The palette changed: redraw the icons and the details in its colours."""
+        for r in range(self.model.rowCount()):
+            module = self.model.item(r)
+            module.setIcon(style.icon("module"))
+            for c in range(module.rowCount()):
+                child = module.child(c)
+                data = child.data(ROLE_DATA)
+                if isinstance(data, SlotReport):
+                    child.setIcon(style.icon(_slot_icon(data)))
+        self._on_current()
 
     def select_token(self, label: str) -> bool:
         """Select the first initialised token labelled ``label`` (for tests and the demo)."""
@@ -353,13 +388,17 @@ class DevicesPane(QWidget):
                 return
             self.banner.clear()
             settings = self.ctx.service.settings
-            if settings.add_module(path):
-                try:
-                    settings.save()
-                except E.CertDeskError as err:
-                    self.banner.show_message(err.message, "error")
-            self.status.emit(f"Added {os.path.basename(path)}")
-            self.refresh()
+            if not settings.add_module(path):
+                self.status.emit(f"{os.path.basename(path)} was already in the list")
+                return
+
+            def saved(o: Outcome[None]) -> None:
+                if o.error is not None:
+                    self.banner.show_message(o.error.message, "error")
+                self.status.emit(f"Added {os.path.basename(path)}")
+                self.refresh()
+
+            self.ctx.jobs.watch(self.ctx.tasks.submit(settings.save), saved, "save the settings", owner=self)
 
         self.ctx.jobs.watch(self.ctx.service.library_info(path), done, f"load {os.path.basename(path)}",
                             command=equivalents.library_info(path), owner=self)
@@ -370,6 +409,7 @@ class DevicesPane(QWidget):
         from cert_desk import demo
 
         service = self.ctx.service
+        self.demo_button.setEnabled(False)
 
         def task() -> TokenRef:
             module = demo.module_path()
@@ -380,6 +420,7 @@ class DevicesPane(QWidget):
             return service.find_token(TokenSelector(label=demo.DEMO_LABEL), [module])
 
         def done(outcome: Outcome[TokenRef]) -> None:
+            self.demo_button.setEnabled(True)
             if outcome.error is not None:
                 self.banner.show_message(f"No demo token: {outcome.error}", "error")
                 self.status.emit(outcome.error.message)

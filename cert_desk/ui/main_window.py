@@ -121,12 +121,15 @@ class MainWindow(QMainWindow):
         ctx.jobs.busy_changed.connect(self._on_busy)
 
         self.devices.token_selected.connect(self._on_token_selected)
+        self.devices.modules_reloaded.connect(self.objects.modules_reloaded)
         self.devices.demo_ready.connect(self._on_demo_ready)
         self.devices.status.connect(self._on_status)
         self.objects.status.connect(self._on_status)
 
         QShortcut(QKeySequence.StandardKey.Quit, self, self.close)
         QShortcut(QKeySequence.StandardKey.Refresh, self, self._refresh_current)
+        QShortcut(QKeySequence.StandardKey.Find, self, self._find)
+        QShortcut(QKeySequence("Ctrl+L"), self, self._login)
 
         self._restore()
         self.devices.refresh()
@@ -179,6 +182,17 @@ class MainWindow(QMainWindow):
         self.show_pane("Objects")
 
     @Slot()
+    def _find(self) -> None:
+        self.show_pane("Objects")
+        self.objects.filter.setFocus()
+        self.objects.filter.selectAll()
+
+    @Slot()
+    def _login(self) -> None:
+        self.show_pane("Objects")
+        self.objects.login()
+
+    @Slot()
     def _refresh_current(self) -> None:
         pane = self.stack.currentWidget()
         if pane is self.devices:
@@ -192,6 +206,8 @@ class MainWindow(QMainWindow):
     def changeEvent(self, event: QEvent) -> None:
         if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
             style.retheme()
+            self.devices.retheme()
+            self.objects.retheme()
         super().changeEvent(event)
 
     def closeEvent(self, event: QCloseEvent) -> None:

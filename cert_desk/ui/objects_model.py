@@ -303,7 +303,7 @@ class ObjectsModel(QAbstractItemModel):
         if col == 5:
             return cert.issuer_cn
         if col == 6:
-            return cert.serial
+            return cert.serial.rjust(42, "0") if sort else cert.serial
         if col == 7:
             return cert.not_after.isoformat() if sort else cert.not_after.strftime("%Y-%m-%d")
         return ""
@@ -323,6 +323,17 @@ class ObjectsModel(QAbstractItemModel):
                     return self.createIndex(child.row, 0, child)
         return QModelIndex()
 
+    @property
+    def filtering(self) -> bool:
+        return bool(self._filter)
+
+    def first_handle(self, index: Index) -> int:
+        """A stable name for a row across resets: its object's handle, or its pair's first member's."""
+        node = self._node(index)
+        if node.obj is not None:
+            return node.obj.handle
+        return node.children[0].obj.handle if node.children and node.children[0].obj is not None else -1
+
     def group_count(self) -> int:
         return sum(1 for n in self._root.children if n.group is not None)
 
@@ -340,6 +351,21 @@ class BrowserViewModel(QAbstractTableModel):
     def __init__(self, parent: Any = None) -> None:
         super().__init__(parent)
         self._rows: list[tuple[ObjectInfo, bool]] = []
+        self._all: list[tuple[ObjectInfo, bool]] = []
+        self._filter = ""
+
+    def set_filter(self, text: str) -> None:
+        self.beginResetModel()
+        self._filter = text.strip().lower()
+        self._rows = [r for r in self._all if self._matches(r[0])]
+        self.endResetModel()
+
+    def _matches(self, o: ObjectInfo) -> bool:
+        if not self._filter:
+            return True
+        c = o.certificate
+        text = f"{o.label}\n{o.id_hex}\n{c.subject}\n{c.issuer}\n{c.serial}" if c else o.label
+        return self._filter in text.lower()
 
     def set_listing(self, listing: ObjectListing | None) -> None:
         self.beginResetModel()
@@ -354,7 +380,8 @@ class BrowserViewModel(QAbstractTableModel):
                 if o.certificate is not None:
                     rows.append((o, o.handle in usable))
         rows.sort(key=lambda r: (not r[1], r[0].certificate.subject_cn.lower() if r[0].certificate else ""))
-        self._rows = rows
+        self._all = rows
+        self._rows = [r for r in rows if self._matches(r[0])]
         self.endResetModel()
 
     def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008

@@ -7,7 +7,7 @@ import os
 from datetime import UTC, datetime
 
 from PySide6.QtCore import QModelIndex, Qt, Signal, Slot
-from PySide6.QtGui import QGuiApplication, QKeySequence, QShortcut
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
@@ -37,7 +37,7 @@ from cert_desk.ui.pin_dialog import PinDialog
 from cert_desk.ui.widgets import Banner, PaneHeader
 from cert_desk.x509 import export
 
-_COLUMN_WIDTHS = (170, 170, 60, 120, 150, 150, 140, 90)
+_COLUMN_WIDTHS = (150, 150, 50, 115, 140, 140, 120, 90)
 # Expanding 1,000 key pairs costs the view a walk of every row: past this, pairs start folded.
 EXPAND_LIMIT = 200
 
@@ -89,7 +89,7 @@ class ObjectsPane(QWidget):
         self.filter.setClearButtonEnabled(True)
 
         self.model = ObjectsModel(self)
-        self.filter.textChanged.connect(self.model.set_filter)
+        self.filter.textChanged.connect(self._on_filter)
         self.tree = QTreeView()
         self.tree.setObjectName("objectsTree")
         self.tree.setModel(self.model)
@@ -101,10 +101,13 @@ class ObjectsPane(QWidget):
         self.tree.setIconSize(style.ICON_SIZE)
         header = self.tree.header()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)  # ResizeToContents scans every row
-        header.setStretchLastSection(True)
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(4, QHeaderView.ResizeMode.Stretch)  # Subject takes what is left: Expires shows
         for col, width in enumerate(_COLUMN_WIDTHS):
             self.tree.setColumnWidth(col, width)
         self.tree.selectionModel().currentChanged.connect(self._on_current)
+        self.tree.collapsed.connect(self._on_collapsed)
+        self.tree.expanded.connect(self._on_expanded)
 
         self.browser_model = BrowserViewModel(self)
         self.browser = QTableView()
@@ -168,12 +171,13 @@ class ObjectsPane(QWidget):
         layout.addWidget(self.filter)
         layout.addWidget(self.split, 1)
 
-        QShortcut(QKeySequence.StandardKey.Find, self, self.filter.setFocus)
-        QShortcut(QKeySequence("Ctrl+L"), self, self.login)
+
         self._current: ObjectInfo | None = None
         self._current_group: KeyGroup | None = None
         self._members: list[ObjectInfo] = []
         self._keep: tuple[str, int] | None = None
+        self._login_pending = False
+        self._collapsed: set[int] = set()  # key pairs the user folded (by a member's handle)
         self.model.modelAboutToBeReset.connect(self._remember_selection)
         self.model.modelReset.connect(self._after_reset)
         self._update_buttons()
@@ -187,11 +191,24 @@ class ObjectsPane(QWidget):
             self.logged_in = False
             self.model.set_listing(None)
             self.browser_model.set_listing(None)
+            self.header.subtitle.setText("Reading the objects…")
+            self.banner.clear()
+            self._close_dialog()
         self.ref = ref
         self.token = token
         self.removed = False
         self.header.set_title(f"Objects — {ref.label}")
         self.refresh()
+
+    def modules_reloaded(self) -> None:
+        """Every module was initialised again: logins are gone; list again (or find the token gone)."""
+        self.logged_in = False
+        self._close_dialog()
+        self.refresh()
+
+    def _close_dialog(self) -> None:
+        if self.dialog is not None:
+            self.dialog.reject()
 
     def _show_empty(self) -> None:
         self.header.subtitle.setText("")
@@ -230,8 +247,11 @@ class ObjectsPane(QWidget):
         self.header.set_title(f"Objects — {listing.token.label}")
         self.logged_in = listing.logged_in
         self.banner.clear()
+        if listing.token != ref:
+            self._collapsed.clear()
         self.model.set_listing(listing)
         self.browser_model.set_listing(listing)
+        self._sync_details()
         n = len(listing.objects)
         hidden = listing.token_info.login_required and not listing.logged_in
         pairs = sum(1 for g in listing.groups if g.private_keys or (hidden and g.public_keys))
@@ -266,12 +286,18 @@ class ObjectsPane(QWidget):
     @Slot()
     def login(self) -> None:
         ref = self.ref
-        if ref is None or self.logged_in or self.removed:
+        if ref is None or self.logged_in or self.removed or self.dialog is not None or self._login_pending:
             return
+        self._login_pending = True
+        self.login_button.setEnabled(False)
         self.ctx.jobs.watch(self.ctx.service.token_info(ref), lambda o: self._open_pin_dialog(ref, o),
                             "read the PIN state", command=equivalents.slots(ref.module), owner=self)
 
     def _open_pin_dialog(self, ref: TokenRef, outcome: Outcome[TokenInfo]) -> None:
+        self._login_pending = False
+        self._update_buttons()
+        if ref != self.ref:
+            return  # the user chose another token meanwhile
         if outcome.error is not None:
             self._show_error(outcome.error)
             return
@@ -281,11 +307,15 @@ class ObjectsPane(QWidget):
         dialog.submitted.connect(lambda pin: self._submit_pin(ref, dialog, pin))
         dialog.finished.connect(self._dialog_closed)
         self.dialog = dialog
+        self._update_buttons()
         dialog.open()
 
     @Slot()
     def _dialog_closed(self) -> None:
+        if self.dialog is not None:
+            self.dialog.deleteLater()  # nothing of it (its line edit's undo history) outlives it
         self.dialog = None
+        self._update_buttons()
 
     def _submit_pin(self, ref: TokenRef, dialog: PinDialog, pin: object) -> None:
         from cert_desk.secrets import Secret
@@ -297,6 +327,8 @@ class ObjectsPane(QWidget):
                             command=equivalents.login(ref), owner=self)
 
     def _on_login(self, ref: TokenRef, dialog: PinDialog, outcome: Outcome[LoginResult]) -> None:
+        if ref != self.ref or dialog is not self.dialog:
+            return  # another token is shown now, or the dialog was closed: this answer is not for it
         err = outcome.error
         if err is None:
             dialog.accept()
@@ -308,7 +340,8 @@ class ObjectsPane(QWidget):
         if isinstance(err, E.PinError):
             # Read the token again: the dialog shows what the token now says about the PIN.
             self.ctx.jobs.watch(self.ctx.service.token_info(ref),
-                                lambda o: dialog.show_refusal(str(err), o.value), "read the PIN state", owner=self)
+                                lambda o: dialog.show_refusal(str(err), o.value) if dialog is self.dialog else None,
+                                "read the PIN state", command=equivalents.slots(ref.module), owner=self)
             return
         dialog.reject()
         self._show_error(err)
@@ -332,11 +365,36 @@ class ObjectsPane(QWidget):
 
     # -------------------------------------------------------------- selection
 
+    @Slot(QModelIndex)
+    def _on_collapsed(self, index: QModelIndex) -> None:
+        if not self.model.filtering:
+            self._collapsed.add(self.model.first_handle(index))
+
+    @Slot(QModelIndex)
+    def _on_expanded(self, index: QModelIndex) -> None:
+        self._collapsed.discard(self.model.first_handle(index))
+
+    @Slot(str)
+    def _on_filter(self, text: str) -> None:
+        self.model.set_filter(text)
+        self.browser_model.set_filter(text)
+        self._sync_details()
+
     @Slot(bool)
     def _on_browser_view(self, on: bool) -> None:
         self.views.setCurrentWidget(self.browser if on else self.tree)
         if on and self.browser_model.rowCount() and not self.browser.currentIndex().isValid():
             self.browser.selectRow(0)
+        self._sync_details()
+
+    def _sync_details(self) -> None:
+        """The details (and what Copy and Export act on) are always the visible view's selection."""
+        if self.views.currentWidget() is self.browser:
+            self._on_browser_current()
+            if not self.browser.currentIndex().isValid():
+                self._set_current(None, None)
+        else:
+            self._on_current()
 
     @Slot()
     def _remember_selection(self) -> None:
@@ -352,9 +410,14 @@ class ObjectsPane(QWidget):
 
     @Slot()
     def _after_reset(self) -> None:
-        """Expand the key pairs (unless there are very many), and select what was selected."""
-        if self.model.group_count() <= EXPAND_LIMIT or self.model.rowCount() <= EXPAND_LIMIT:
-            self.tree.expandAll()
+        """Expand the key pairs (unless there are very many, or the user folded them), and select
+        what was selected."""
+        if self.model.filtering or self.model.group_count() <= EXPAND_LIMIT:
+            for r in range(self.model.rowCount()):
+                index = self.model.index(r, 0)
+                if self.model.rowCount(index) and (self.model.filtering
+                                                    or self.model.first_handle(index) not in self._collapsed):
+                    self.tree.expand(index)
         index = QModelIndex()
         if self._keep is not None:
             kind, handle = self._keep
@@ -370,6 +433,8 @@ class ObjectsPane(QWidget):
 
     @Slot()
     def _on_current(self) -> None:
+        if self.views.currentWidget() is not self.tree:
+            return
         index = self.tree.currentIndex()
         obj = self.model.data(index, ObjectsModel.ObjectRole) if index.isValid() else None
         group = self.model.data(index, ObjectsModel.GroupRole) if index.isValid() else None
@@ -379,6 +444,8 @@ class ObjectsPane(QWidget):
 
     @Slot()
     def _on_browser_current(self) -> None:
+        if self.views.currentWidget() is not self.browser:
+            return
         obj = self.browser_model.data(self.browser.currentIndex(), BrowserViewModel.ObjectRole)
         if obj is not None:
             self._set_current(obj, self._group_of(obj))
@@ -440,7 +507,7 @@ class ObjectsPane(QWidget):
         has_token = self.ref is not None and not self.removed
         login_required = self.token.login_required if self.token is not None else True
         self.login_button.setVisible(not self.logged_in)
-        self.login_button.setEnabled(has_token and login_required)
+        self.login_button.setEnabled(has_token and login_required and self.dialog is None and not self._login_pending)
         self.logout_button.setVisible(self.logged_in)
         self.refresh_button.setEnabled(self.ref is not None)
         ref_obj = self.selected_reference()
@@ -528,6 +595,10 @@ class ObjectsPane(QWidget):
                 self.status.emit(f"Wrote {outcome.value}")
 
         self.ctx.jobs.watch(self.ctx.tasks.submit(task), done, f"{what} to {path}", command=command, owner=self)
+
+    def retheme(self) -> None:
+        """The palette changed: redraw the details in its colours."""
+        self._sync_details()
 
     def current_details_text(self) -> str:
         return html.unescape(self.details.toPlainText())

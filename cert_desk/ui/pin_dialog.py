@@ -73,6 +73,7 @@ class PinDialog(QDialog):
         self.intro.setWordWrap(True)
         self.state_label = QLabel()
         self.state_label.setWordWrap(True)
+        self.state_label.setMinimumWidth(300)
         self.pin = QLineEdit()
         self.pin.setEchoMode(QLineEdit.EchoMode.Password)
         self.pin.setObjectName("pin")
@@ -96,6 +97,7 @@ class PinDialog(QDialog):
 
         form = QFormLayout()
         form.setSpacing(style.SPACING)
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         form.addRow(f"{self.who} state:", self.state_label)
         self.pin_row_label = QLabel(f"{self.who}:")
         form.addRow(self.pin_row_label, self.pin)
@@ -173,6 +175,8 @@ class PinDialog(QDialog):
 
     def set_busy(self, busy: bool) -> None:
         self.progress.setVisible(busy)
+        cancel = self.buttons.button(QDialogButtonBox.StandardButton.Cancel)
+        cancel.setEnabled(not busy)  # the token is checking the PIN: its answer must reach this dialog
         self.pin.setEnabled(not busy and self.state not in (PinState.LOCKED,))
         self.final_try.setEnabled(not busy)
         self._update()
@@ -201,7 +205,7 @@ class PinDialog(QDialog):
         secret: Secret | None = None
         if not self.pad:
             secret = Secret(self.pin.text(), "PIN dialog")
-            self.pin.clear()  # the dialog keeps no copy
+            self.pin.setText("")  # unlike clear(), this also empties the field's undo history
         self.message.setVisible(False)
         self.set_busy(True)
         self.submitted.emit(secret)
