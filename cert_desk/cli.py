@@ -438,6 +438,114 @@ def cmd_objects(ctx: Context) -> int:
     return EXIT_OK
 
 
+def _reader_slots(ctx: Context, names: set[str]) -> dict[str, SlotReport]:
+    """The PKCS#11 slot each reader became (OpenSC names its slots after the readers)."""
+    if not names:
+        return {}
+    out: dict[str, SlotReport] = {}
+    paths = ctx.modules_to_search() or [e.realpath for e in ctx.service.modules() if e.exists]
+    futures = [ctx.service.slots(p, with_mechanisms=False) for p in paths]
+    for fut in futures:
+        try:
+            reports = _wait(fut, "list the slots", MODULE_TIMEOUT)
+        except E.CertDeskError as err:
+            log.debug("reader slots: %s", err.message)
+            continue
+        for r in reports:
+            if r.slot.description in names and r.slot.description not in out:
+                out[r.slot.description] = r
+    return out
+
+
+def _slot_words(r: SlotReport | None) -> str:
+    if r is None:
+        return "no PKCS#11 slot (no module serves this reader)"
+    where = f"slot {r.slot.slot_id} of {os.path.basename(r.module)}"
+    if r.token is not None and r.token.initialized:
+        return f"{where}: token {r.token.label!r}"
+    if r.error:
+        return f"{where}: {r.error}"
+    if not r.slot.token_present:
+        return f"{where}: no card"
+    return f"{where}: token not initialised"
+
+
+def cmd_readers(ctx: Context) -> int:
+    from cert_desk.pcsc.readers import PcscClient
+
+    if ctx.args.watch:
+        return _watch_readers(ctx)
+    client = PcscClient()
+    try:
+        snap = client.snapshot()
+    finally:
+        client.close()
+    slots = {} if ctx.args.no_slots else _reader_slots(ctx, {r.name for r in snap.readers})
+    if ctx.json:
+        ctx.emit_json(jsonout.pcsc(snap, slots))
+        return EXIT_OK
+    ctx.say(f"pcscd: {snap.message or 'running.'}")
+    if snap.hint:
+        ctx.say(f"  {snap.hint}")
+    for i, r in enumerate(snap.readers):
+        ctx.say(f"Reader {i}: {r.name}")
+        ctx.say(f"  card       : {r.state_words()}")
+        if r.atr_info is not None:
+            a = r.atr_info
+            tck = "" if a.tck_ok is None else (" (TCK ok)" if a.tck_ok else " (TCK wrong)")
+            ctx.say(f"  ATR        : {r.atr.hex(':').upper()}")
+            ctx.say(f"  protocols  : {a.protocol_words()}{tck}")
+            ctx.say(f"  historical : {a.historical_text()}")
+            for p in a.problems:
+                ctx.say(f"  ATR problem: {p}")
+        if r.card_present:
+            ctx.say(f"  device     : {f'{r.device.name} ({r.device.kind})' if r.device else 'unknown card'}")
+        if not ctx.args.no_slots:
+            ctx.say(f"  PKCS#11    : {_slot_words(slots.get(r.name))}")
+    return EXIT_OK
+
+
+def _watch_readers(ctx: Context) -> int:
+    """One line per change until interrupted (Ctrl-C ends it with exit code 0)."""
+    import queue
+    import time as _time
+
+    from cert_desk.pcsc.readers import PcscSnapshot, ReaderEvent
+    from cert_desk.pcsc.watch import ReaderWatcher
+
+    changes: queue.SimpleQueue[tuple[PcscSnapshot, tuple[ReaderEvent, ...]]] = queue.SimpleQueue()
+    watcher = ReaderWatcher(lambda snap, events: changes.put((snap, events))).start()
+    first = True
+    try:
+        while True:
+            snap, events = changes.get()
+            stamp = _time.strftime("%Y-%m-%dT%H:%M:%S")
+            if first:
+                first = False
+                if ctx.json:
+                    ctx.emit_json({"time": stamp, "event": "state", "status": snap.status.value,
+                                   "readers": [jsonout.reader(r, None) for r in snap.readers]})
+                else:
+                    names = ", ".join(r.name + (" (card)" if r.card_present else "") for r in snap.readers)
+                    ctx.say(f"{stamp} {snap.message or 'pcscd is running.'} Readers: {names or 'none'}")
+                    ctx.flush()
+                events = tuple(e for e in events if e.kind not in ("reader-added", "card-inserted", "pcscd-started"))
+            for e in events:
+                if ctx.json:
+                    ctx.emit_json({"time": stamp, "event": e.kind, "reader": e.reader or None,
+                                   "atr": e.atr.hex(":").upper() if e.atr else None})
+                else:
+                    line = f"{stamp} {e.describe()}"
+                    if e.kind == "pcscd-stopped":
+                        line += f". {snap.hint}"
+                    ctx.say(line)
+                    ctx.flush()
+    except KeyboardInterrupt:
+        return EXIT_OK
+    finally:
+        watcher.stop()
+
+
 def cmd_demo(ctx: Context) -> int:
     from cert_desk import demo
 
@@ -521,6 +629,13 @@ def build_parser() -> argparse.ArgumentParser:
     token_options(sp)
     pin_options(sp)
     sp.set_defaults(func=cmd_objects)
+
+    sp = sub.add_parser("readers", help="smart card readers, their cards (ATR) and PKCS#11 slots")
+    common(sp)
+    sp.add_argument("--watch", action="store_true", help="print one line per reader or card change until Ctrl-C")
+    sp.add_argument("--no-slots", action="store_true", help="do not load PKCS#11 modules to name the slots")
+    sp.add_argument("--module", metavar="PATH", help="the PKCS#11 module that serves the readers (default: all)")
+    sp.set_defaults(func=cmd_readers)
 
     sp = sub.add_parser("demo", help="create (once) and describe the SoftHSM2 demo token")
     common(sp)

@@ -8,7 +8,7 @@ present (``null`` where it does not apply), so scripts can index without ``get``
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cert_desk.errors import CertDeskError
 from cert_desk.models import (
@@ -23,6 +23,9 @@ from cert_desk.models import (
     TokenInfo,
 )
 from cert_desk.pkcs11.attributes import attribute_json, attribute_name
+
+if TYPE_CHECKING:
+    from cert_desk.pcsc.readers import PcscSnapshot, ReaderState
 
 SCHEMA_VERSION = 1
 JSON = dict[str, Any]
@@ -199,6 +202,37 @@ def objects(listing: ObjectListing, *, attributes: bool = False) -> list[JSON]:
     """The ``objects --json`` list (with ``attributes``: every attribute read, by CKA name)."""
     groups = groups_by_handle(listing)
     return [obj(listing, o, groups, attributes=attributes) for o in listing.objects]
+
+
+def reader(r: ReaderState, slot_report: SlotReport | None) -> JSON:
+    a = r.atr_info
+    return {
+        "name": r.name,
+        "card_present": r.card_present,
+        "state": r.state_words(),
+        "exclusive": r.exclusive,
+        "atr": r.atr.hex(":").upper() if r.atr else None,
+        "protocols": list(a.protocols) if a else None,
+        "historical_bytes": a.historical.hex(":").upper() if a else None,
+        "atr_problems": list(a.problems) if a else [],
+        "device": r.device.name if r.device else None,
+        "device_kind": r.device.kind if r.device else None,
+        "slot": None if slot_report is None else {
+            "module": slot_report.module,
+            "slot_id": slot_report.slot.slot_id,
+            "token": slot_report.token.label if slot_report.token and slot_report.token.initialized else None,
+            "error": slot_report.error,
+        },
+    }
+
+
+def pcsc(snap: PcscSnapshot, slots: dict[str, SlotReport]) -> JSON:
+    return {
+        "status": snap.status.value,
+        "message": snap.message or None,
+        "hint": snap.hint or None,
+        "readers": [reader(r, slots.get(r.name)) for r in snap.readers],
+    }
 
 
 def error(err: CertDeskError) -> JSON:

@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +28,17 @@ from cert_desk.pkcs11.discovery import opensc_module_path, softhsm_module_path
 from cert_desk.services.tokens import TokenService
 from cert_desk.services.worker import WorkerPool
 from cert_desk.settings import Settings
+from tests.pcsc_bed import PcscBed
 
 # Before pytest-qt creates the (session-wide) QApplication: the suite runs without a display.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+# Before anything in this process talks PC/SC: libpcsclite reads the socket name once. The
+# tests' own pcscd (tests/pcsc_bed.py) puts its socket here; the user's pcscd is never used.
+PCSC_ROOT = Path(tempfile.mkdtemp(prefix="cert-desk-pcsc-"))
+os.environ["PCSCLITE_CSOCK_NAME"] = str(PCSC_ROOT / "run" / "pcscd.comm")
+# OpenSC with only the drivers the virtual cards need (an unknown card costs ~14 s otherwise)
+os.environ["OPENSC_CONF"] = str(PCSC_ROOT / "opensc.conf")
 
 SO_PIN = "12345678"
 USER_PIN = "123456"
@@ -193,3 +202,53 @@ def opensc_module() -> str:
     require(path is not None, "OpenSC's opensc-pkcs11.so")
     assert path is not None
     return path
+
+
+@pytest.fixture(scope="session")
+def pcsc_bed_session() -> Iterator[PcscBed]:
+    from tests.pcsc_bed import PcscBed, missing_parts
+
+    missing = missing_parts()
+    require(not missing, ", ".join(missing))
+    bed = PcscBed(PCSC_ROOT)
+    try:
+        bed.start_pcscd()
+        yield bed
+    finally:
+        bed.stop_pcscd()
+        shutil.rmtree(PCSC_ROOT, ignore_errors=True)
+
+
+@pytest.fixture
+def pcsc_bed(pcsc_bed_session: PcscBed) -> Iterator[PcscBed]:
+    """The tests' pcscd, running, with vsmartcard's virtual card in reader 0; left that way."""
+    bed = pcsc_bed_session
+    bed.start_pcscd()
+    bed.start_vicc()
+    wait_for(lambda: _reader_has_card(0), 10, "the virtual card in Virtual PCD 00 00")
+    yield bed
+    bed.stop_jcecard()
+    bed.start_pcscd()
+    bed.start_vicc()
+
+
+def _reader_has_card(index: int) -> bool:
+    from cert_desk.pcsc.readers import PcscClient
+
+    client = PcscClient()
+    try:
+        snap = client.snapshot()
+    finally:
+        client.close()
+    return len(snap.readers) > index and snap.readers[index].card_present
+
+
+def wait_for(cond: Callable[[], bool], seconds: float, what: str) -> None:
+    import time
+
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {seconds} s waiting for {what}")

@@ -286,6 +286,25 @@ class LoadedModule:
             reports.append(SlotReport(module=self.path, slot=info, token=token, mechanisms=mechs, error=error))
         return tuple(reports)
 
+    def poll(self) -> tuple[SlotReport, ...]:
+        """The slots and tokens now (no mechanisms), and drop the sessions of tokens that are gone.
+
+        Run about once a second on the worker (python-pkcs11's ``wait_for_slot_event`` loses
+        the event it reports with a TypeError, and blocks the worker): a token that vanished,
+        or was replaced in its slot, loses its session, its object handles and its login, so
+        when it comes back it wants a fresh login.
+        """
+        self._check("poll")
+        reports = self.slot_reports(with_mechanisms=False)
+        by_slot = {r.slot.slot_id: r for r in reports}
+        for slot_id, ts in list(self._sessions.items()):
+            r = by_slot.get(slot_id)
+            t = r.token if r is not None else None
+            if t is None or t.serial != ts.ref.serial or t.label != ts.ref.label:
+                log.info("%s is gone: dropping its session", ts.ref.describe())
+                self.forget_slot(slot_id)
+        return reports
+
     # ----------------------------------------------------------- selection
 
     def resolve(self, selector: TokenSelector) -> TokenRef:

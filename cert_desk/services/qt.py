@@ -61,6 +61,7 @@ class _Pending:
     record: JobRecord
     owner: object | None
     t0: float
+    quiet: bool = False
 
 
 class QtJobs(QObject):
@@ -88,18 +89,22 @@ class QtJobs(QObject):
         self._done.connect(self._deliver, Qt.ConnectionType.QueuedConnection)
 
     def watch(self, future: Future[T], on_done: Callable[[Outcome[T]], None], description: str, *,
-              command: str | None = None, owner: object | None = None) -> JobRecord:
-        """Call ``on_done(outcome)`` on the GUI thread when ``future`` finishes."""
+              command: str | None = None, owner: object | None = None, quiet: bool = False) -> JobRecord:
+        """Call ``on_done(outcome)`` on the GUI thread when ``future`` finishes.
+
+        ``quiet`` jobs (background polling) are not shown as activity or as work in progress.
+        """
         job_id = next(self._ids)
         record = JobRecord(job_id, description, command, time.time())
         with self._lock:
-            self._pending[job_id] = _Pending(future, on_done, record, owner, time.monotonic())
+            self._pending[job_id] = _Pending(future, on_done, record, owner, time.monotonic(), quiet)
         if owner is not None:
             self._owners[id(owner)] += 1
             if self._owners[id(owner)] == 1:
                 self.owner_busy.emit(owner, True)
-        self.job_started.emit(record)
-        self.busy_changed.emit(self.busy_text())
+        if not quiet:
+            self.job_started.emit(record)
+            self.busy_changed.emit(self.busy_text())
         future.add_done_callback(lambda _f: self._notify(job_id))
         return record
 
@@ -128,23 +133,53 @@ class QtJobs(QObject):
                 if self._owners[id(entry.owner)] <= 0:
                     del self._owners[id(entry.owner)]
                     self.owner_busy.emit(entry.owner, False)
-            self.busy_changed.emit(self.busy_text())
-            self.job_finished.emit(record)
+            if not entry.quiet:
+                self.busy_changed.emit(self.busy_text())
+                self.job_finished.emit(record)
 
     def busy_text(self) -> str:
         with self._lock:
-            names = [p.record.description for p in self._pending.values()]
+            names = [p.record.description for p in self._pending.values() if not p.quiet]
         return ", ".join(dict.fromkeys(names))
-
-    def pending(self) -> int:
-        with self._lock:
-            return len(self._pending)
 
     def is_busy(self, owner: object) -> bool:
         return self._owners.get(id(owner), 0) > 0
+
+    def pending(self, *, include_quiet: bool = False) -> int:
+        with self._lock:
+            return sum(1 for p in self._pending.values() if include_quiet or not p.quiet)
 
     def close(self) -> None:
         """Stop delivering (the window is going away)."""
         self._closed = True
         with self._lock:
             self._pending.clear()
+
+
+class QtReaderWatcher(QObject):
+    """PC/SC changes, delivered on the GUI thread.
+
+    Signals:
+        changed(PcscSnapshot, tuple[ReaderEvent, ...]): After every change (and once at start).
+    """
+
+    changed = Signal(object, object)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        from cert_desk.pcsc.watch import ReaderWatcher
+
+        self._closed = False
+        self._watcher = ReaderWatcher(self._emit)
+
+    def _emit(self, snap: object, events: object) -> None:
+        # on the watcher's thread: only a (queued) signal
+        if not self._closed:
+            self.changed.emit(snap, events)
+
+    def start(self) -> None:
+        self._watcher.start()
+
+    def stop(self) -> None:
+        self._closed = True
+        self._watcher.stop()

@@ -77,6 +77,10 @@ class TokenService:
 
         return self.run(module, job, "list the slots")
 
+    def poll(self, module: str) -> Future[tuple[SlotReport, ...]]:
+        """The slots and tokens now; sessions of tokens that are gone are dropped (see LoadedModule.poll)."""
+        return self.run(module, LoadedModule.poll, "look for token changes")
+
     def slots(self, module: str, *, with_mechanisms: bool = True) -> Future[tuple[SlotReport, ...]]:
         def job(m: LoadedModule) -> tuple[SlotReport, ...]:
             return m.slot_reports(with_mechanisms=with_mechanisms)

@@ -7,12 +7,11 @@ import html
 import logging
 import os
 
-from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
     QFileDialog,
     QGroupBox,
-    QLabel,
     QPushButton,
     QSplitter,
     QTextBrowser,
@@ -24,10 +23,12 @@ from PySide6.QtWidgets import (
 from cert_desk import equivalents
 from cert_desk import errors as E
 from cert_desk.models import LibraryInfo, ModuleEntry, ModuleState, SlotReport, TokenInfo, TokenRef, TokenSelector
+from cert_desk.pcsc.readers import PcscSnapshot, ReaderEvent
 from cert_desk.services.outcome import Outcome
 from cert_desk.ui import style
 from cert_desk.ui.app import AppContext
 from cert_desk.ui.pin_dialog import state_html
+from cert_desk.ui.readers_view import ReadersView
 from cert_desk.ui.widgets import Banner, PaneHeader
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,17 @@ def module_html(entry: ModuleEntry, library: LibraryInfo | None, error: str | No
     return f"<h3>{e(entry.name)}</h3><table cellspacing='0'>{''.join(rows)}</table>"
 
 
+POLL_MS = 1000
+
+
+def _presence(slots: tuple[SlotReport, ...]) -> tuple[tuple[object, ...], ...]:
+    """What a change of tokens changes: slots, their tokens and the tokens' PIN state."""
+    return tuple(
+        (r.slot.slot_id, r.slot.token_present, r.error,
+         *((r.token.serial, r.token.label, r.token.initialized, r.token.flags) if r.token else ()))
+        for r in slots)
+
+
 def _slot_icon(r: SlotReport) -> str:
     if r.token is not None and r.token.initialized:
         return "token"
@@ -134,12 +146,15 @@ class DevicesPane(QWidget):
         token_selected(TokenRef, TokenInfo): The user picked an initialised token.
         demo_ready(TokenRef): The demo token was opened and selected.
         modules_reloaded(): Every module was initialised again (logins are gone).
+        tokens_changed(str, tuple[SlotReport, ...]): A module's tokens changed (inserted, removed,
+            replaced): its real path and its slots now. Also once per module when first listed.
         status(str): A message for the status bar.
     """
 
     token_selected = Signal(object, object)
     demo_ready = Signal(object)
     modules_reloaded = Signal()
+    tokens_changed = Signal(str, object)
     status = Signal(str)
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
@@ -166,13 +181,17 @@ class DevicesPane(QWidget):
         self.header.subtitle.setText("PKCS#11 modules, their slots and tokens")
         self.banner = Banner(self)
 
-        self.readers = QGroupBox("Smart card readers")
-        self.readers.setObjectName("readers")
-        readers_layout = QVBoxLayout(self.readers)
-        self.readers_label = QLabel("Reader and card detection (PC/SC) comes in a later release. Tokens in "
-                                    "readers already appear below, under OpenSC's module.")
-        self.readers_label.setWordWrap(True)
-        readers_layout.addWidget(self.readers_label)
+        self.readers_box = QGroupBox("Smart card readers")
+        self.readers_box.setObjectName("readersBox")
+        readers_layout = QVBoxLayout(self.readers_box)
+        self.readers = ReadersView()
+        readers_layout.addWidget(self.readers)
+        self._poll_pending: set[str] = set()
+        self._presence: dict[str, tuple[tuple[object, ...], ...]] = {}
+        self._states: dict[str, ModuleState] = {}
+        self.poll_timer = QTimer(self)
+        self.poll_timer.setInterval(POLL_MS)
+        self.poll_timer.timeout.connect(self.poll)
 
         self.model = QStandardItemModel(self)
         self.tree = QTreeView()
@@ -198,7 +217,7 @@ class DevicesPane(QWidget):
         layout.setSpacing(style.SPACING)
         layout.addWidget(self.header)
         layout.addWidget(self.banner)
-        layout.addWidget(self.readers)
+        layout.addWidget(self.readers_box)
         layout.addWidget(self.split, 1)
 
     # --------------------------------------------------------------- loading
@@ -230,6 +249,10 @@ class DevicesPane(QWidget):
             return
         self.model.removeRows(0, self.model.rowCount())
         self._errors.clear()
+        listed = {e.realpath for e in (outcome.value or [])}
+        for gone in set(self._states) - listed:
+            del self._states[gone]
+            self._presence.pop(gone, None)
         if outcome.error is not None:
             self.banner.show_message(str(outcome.error), "error")
             return
@@ -295,6 +318,7 @@ class DevicesPane(QWidget):
             return
         state = outcome.value
         assert state is not None
+        self._record(realpath, state)
         item.setData(state.library, ROLE_LIBRARY)
         item.setToolTip(f"{state.library.manufacturer} — {state.library.description} {state.library.library_version}"
                         f"\n{item.toolTip()}")
@@ -324,6 +348,58 @@ class DevicesPane(QWidget):
                 self.tree.setCurrentIndex(child.index())
                 self.demo_ready.emit(TokenRef(r.module, r.slot.slot_id, r.token.serial, r.token.label))
         self.tree.expand(item.index())
+
+    # ------------------------------------------------------------- hot-plug
+
+    def _record(self, realpath: str, state: ModuleState) -> None:
+        self._states[realpath] = state
+        presence = _presence(state.slots)
+        if self._presence.get(realpath) != presence:
+            self._presence[realpath] = presence
+            self.tokens_changed.emit(realpath, state.slots)
+        self._update_reader_slots()
+
+    def _update_reader_slots(self) -> None:
+        snap = self.readers.snapshot
+        names = {r.name for r in snap.readers} if snap is not None else set()
+        slots: dict[str, SlotReport] = {}
+        for state in self._states.values():
+            for r in state.slots:
+                if r.slot.description in names and r.slot.description not in slots:
+                    slots[r.slot.description] = r
+        self.readers.set_slots(slots)
+
+    @Slot(object, object)
+    def on_pcsc(self, snap: PcscSnapshot, events: tuple[ReaderEvent, ...]) -> None:
+        """PC/SC changed: show it, and ask every module for its slots at once (OpenSC's follow)."""
+        self.readers.show_snapshot(snap)
+        self._update_reader_slots()
+        for e in events:
+            self.status.emit(e.describe()[:1].upper() + e.describe()[1:])
+        if events:
+            self.poll()
+
+    @Slot()
+    def poll(self) -> None:
+        """Ask each listed module for its slots (on its worker); changes update the tree."""
+        for realpath in list(self._states):
+            if realpath in self._poll_pending:
+                continue  # the worker is still busy with the last one (or a long job)
+            self._poll_pending.add(realpath)
+            self.ctx.jobs.watch(self.ctx.service.poll(realpath), functools.partial(self._on_poll, realpath),
+                                "look for token changes", quiet=True)
+
+    def _on_poll(self, realpath: str, outcome: Outcome[tuple[SlotReport, ...]]) -> None:
+        self._poll_pending.discard(realpath)
+        if outcome.error is not None or outcome.value is None or realpath not in self._states:
+            return
+        if _presence(outcome.value) == self._presence.get(realpath):
+            return
+        # Something came or went: list the module again, with its mechanisms, and tell the panes.
+        self.ctx.jobs.watch(self.ctx.service.module_state(realpath),
+                            functools.partial(self._on_module, self._generation, realpath),
+                            f"list the slots of {os.path.basename(realpath)}",
+                            command=equivalents.slots(realpath), owner=self)
 
     # ------------------------------------------------------------- selection
 

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
 
 from cert_desk import APP_NAME
 from cert_desk.models import TokenInfo, TokenRef
+from cert_desk.services.qt import QtReaderWatcher
 from cert_desk.ui import style
 from cert_desk.ui.activity import ActivityDock
 from cert_desk.ui.app import AppContext
@@ -121,6 +122,9 @@ class MainWindow(QMainWindow):
         ctx.jobs.busy_changed.connect(self._on_busy)
 
         self.devices.token_selected.connect(self._on_token_selected)
+        self.devices.tokens_changed.connect(self.objects.tokens_changed)
+        self.pcsc = QtReaderWatcher(self)
+        self.pcsc.changed.connect(self.devices.on_pcsc)
         self.devices.modules_reloaded.connect(self.objects.modules_reloaded)
         self.devices.demo_ready.connect(self._on_demo_ready)
         self.devices.status.connect(self._on_status)
@@ -133,6 +137,8 @@ class MainWindow(QMainWindow):
 
         self._restore()
         self.devices.refresh()
+        self.pcsc.start()
+        self.devices.poll_timer.start()
 
     # ----------------------------------------------------------------- state
 
@@ -212,5 +218,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.save_state()
+        self.devices.poll_timer.stop()
+        self.pcsc.stop()
         self.ctx.jobs.close()
         super().closeEvent(event)

@@ -27,7 +27,16 @@ from PySide6.QtWidgets import (
 
 from cert_desk import equivalents
 from cert_desk import errors as E
-from cert_desk.models import KeyGroup, LoginResult, ObjectInfo, ObjectListing, TokenInfo, TokenRef, TokenSelector
+from cert_desk.models import (
+    KeyGroup,
+    LoginResult,
+    ObjectInfo,
+    ObjectListing,
+    SlotReport,
+    TokenInfo,
+    TokenRef,
+    TokenSelector,
+)
 from cert_desk.services.outcome import Outcome
 from cert_desk.ui import style
 from cert_desk.ui.app import AppContext
@@ -199,6 +208,25 @@ class ObjectsPane(QWidget):
         self.removed = False
         self.header.set_title(f"Objects — {ref.label}")
         self.refresh()
+
+    @Slot(str, object)
+    def tokens_changed(self, module: str, slots: tuple[SlotReport, ...]) -> None:
+        """A module's tokens changed: if this pane's token left, say so and show nothing stale;
+        when it comes back (anywhere on that module, by serial), list it again, logged out."""
+        ref = self.ref
+        if ref is None or ref.module != module:
+            return
+        here = next((r for r in slots if r.token is not None and r.token.initialized
+                     and r.token.serial == ref.serial), None)
+        if here is None:
+            if not self.removed:
+                self._show_error(E.TokenRemovedError(f"{ref.describe()} was removed.", operation="watch the token"))
+            return
+        assert here.token is not None
+        if self.removed or here.slot.slot_id != ref.slot_id or here.token.label != ref.label:
+            self.removed = False
+            self.logged_in = False
+            self.show_token(TokenRef(module, here.slot.slot_id, here.token.serial, here.token.label), here.token)
 
     def modules_reloaded(self) -> None:
         """Every module was initialised again: logins are gone; list again (or find the token gone)."""

@@ -1,0 +1,72 @@
+"""Watch PC/SC on a thread of its own: readers and cards coming and going, pcscd stopping and starting.
+
+The watcher blocks in ``SCardGetStatusChange`` (woken by pcscd on any change, or by
+``SCardCancel`` when it stops) and, while pcscd is down, tries again every second. Every
+change becomes a new :class:`~cert_desk.pcsc.readers.PcscSnapshot` and the events that lead
+to it, handed to a callback on the watcher's thread: the CLI prints them, the GUI's adapter
+carries them to the GUI thread. Only frozen dataclasses leave the thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from cert_desk.pcsc.readers import PcscClient, PcscSnapshot, PcscStatus, ReaderEvent, diff
+
+log = logging.getLogger(__name__)
+
+Callback = Callable[[PcscSnapshot, tuple[ReaderEvent, ...]], None]
+
+
+class ReaderWatcher:
+    """Calls ``callback(snapshot, events)`` once at start and after every change.
+
+    Args:
+        callback: Runs on the watcher's thread; must be quick and must not raise.
+        wait_ms: How long one ``SCardGetStatusChange`` blocks (also how soon :meth:`stop` returns).
+        retry_s: How often to look for pcscd while it is not there.
+    """
+
+    def __init__(self, callback: Callback, *, wait_ms: int = 1000, retry_s: float = 1.0) -> None:
+        self._callback = callback
+        self._wait_ms = wait_ms
+        self._retry_s = retry_s
+        self._stop = threading.Event()
+        self._client = PcscClient()
+        self._thread = threading.Thread(target=self._run, name="pcsc-watch", daemon=True)
+        self.last: PcscSnapshot | None = None
+
+    def start(self) -> ReaderWatcher:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 3.0) -> None:
+        self._stop.set()
+        self._client.cancel()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    def _emit(self, snap: PcscSnapshot) -> None:
+        events = diff(self.last, snap)
+        if self.last is None or events or snap.status != self.last.status:
+            try:
+                self._callback(snap, events)
+            except Exception:
+                log.exception("reader watcher callback failed")
+        self.last = snap
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                snap = self._client.snapshot()
+                self._emit(snap)
+                if snap.status in (PcscStatus.NO_SERVICE, PcscStatus.ERROR):
+                    self._stop.wait(self._retry_s)
+                    continue
+                while not self._stop.is_set():
+                    if self._client.wait(snap, self._wait_ms):
+                        break
+        finally:
+            self._client.close()

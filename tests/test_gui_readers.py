@@ -1,0 +1,95 @@
+"""The Devices pane's readers and hot-plug, against a real pcscd with virtual cards (tests/pcsc_bed.py)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pytestqt.qtbot import QtBot
+
+from cert_desk.services.tokens import TokenService
+from cert_desk.ui.app import AppContext, make_context
+from cert_desk.ui.main_window import MainWindow
+from tests.conftest import PcscBed, opensc_module
+
+TIMEOUT = 30000
+PGP_TOKEN = "OpenPGP card (User PIN)"
+
+
+@pytest.fixture(autouse=True)
+def private_qsettings(isolated_home: Path) -> None:
+    from PySide6.QtCore import QSettings
+
+    QSettings.setPath(QSettings.Format.NativeFormat, QSettings.Scope.UserScope, str(isolated_home / ".config"))
+
+
+@pytest.fixture
+def window(qtbot: QtBot, pcsc_bed: PcscBed, service: TokenService) -> Iterator[MainWindow]:
+    opensc_module()
+    ctx: AppContext = make_context(service)
+    w = MainWindow(ctx)
+    qtbot.addWidget(w)
+    w.show()
+    yield w
+    w.close()
+    ctx.jobs.close()
+    ctx.tasks.shutdown()
+
+
+def reader_rows(w: MainWindow) -> list[tuple[str, ...]]:
+    return w.devices.readers.rows()
+
+
+def test_reader_card_device_and_slot_are_shown(qtbot: QtBot, window: MainWindow) -> None:
+    qtbot.waitUntil(lambda: any(r[0] == "Virtual PCD 00 00" and r[1].startswith("card present")
+                                for r in reader_rows(window)), timeout=TIMEOUT)
+    # OpenSC made a slot of the reader and says it does not know vicc's plain ISO 7816 card
+    qtbot.waitUntil(lambda: "not recognise" in reader_rows(window)[0][4], timeout=TIMEOUT)
+    row = reader_rows(window)[0]
+    assert row[3] == "3B:95:13:81:01:80:73:FF:01:00:0B" and "vsmartcard" in row[2]
+    assert "pcscd is running" in window.devices.readers.state.text()
+
+
+def test_card_removal_and_insertion_within_two_seconds(qtbot: QtBot, window: MainWindow, pcsc_bed: PcscBed) -> None:
+    qtbot.waitUntil(lambda: bool(reader_rows(window)) and reader_rows(window)[0][1].startswith("card present"),
+                    timeout=TIMEOUT)
+    t0 = time.monotonic()
+    pcsc_bed.stop_vicc()
+    qtbot.waitUntil(lambda: reader_rows(window)[0][1] == "no card", timeout=5000)
+    assert time.monotonic() - t0 <= 2.0
+    pcsc_bed.start_vicc()
+    qtbot.waitUntil(lambda: reader_rows(window)[0][1].startswith("card present"), timeout=10000)
+
+
+def test_pcscd_down_is_explained_and_recovered(qtbot: QtBot, window: MainWindow, pcsc_bed: PcscBed) -> None:
+    qtbot.waitUntil(lambda: bool(reader_rows(window)), timeout=TIMEOUT)
+    pcsc_bed.stop_pcscd()
+    qtbot.waitUntil(lambda: "not running" in window.devices.readers.state.text(), timeout=5000)
+    assert "systemctl start pcscd.socket" in window.devices.readers.state.text()
+    assert window.devices.readers.view.isHidden()  # nothing stale on screen
+    pcsc_bed.start_pcscd()
+    pcsc_bed.start_vicc()
+    qtbot.waitUntil(lambda: "pcscd is running" in window.devices.readers.state.text() and bool(reader_rows(window))
+                    and reader_rows(window)[0][1].startswith("card present"), timeout=15000)
+
+
+def test_openpgp_token_listed_removed_and_back(qtbot: QtBot, window: MainWindow, pcsc_bed: PcscBed,
+                                               tmp_path: Path) -> None:
+    """jcecard's OpenPGP card: OpenSC makes tokens of it; pulling it clears the pane, putting it back lists it."""
+    pcsc_bed.start_jcecard(tmp_path / "jcecard")
+    qtbot.waitUntil(lambda: any(r[0] == "Virtual PCD 00 01" and PGP_TOKEN in r[4] for r in reader_rows(window)),
+                    timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: window.devices.select_token(PGP_TOKEN), timeout=TIMEOUT)
+    pane = window.objects
+    qtbot.waitUntil(lambda: pane.model.listing is not None and pane.model.listing.token.label == PGP_TOKEN,
+                    timeout=TIMEOUT)
+    t0 = time.monotonic()
+    pcsc_bed.stop_jcecard()
+    qtbot.waitUntil(lambda: not pane.banner.isHidden() and "removed" in pane.banner.text(), timeout=5000)
+    assert time.monotonic() - t0 <= 3.0
+    assert pane.model.rowCount() == 0 and pane.model.listing is None
+    pcsc_bed.start_jcecard(tmp_path / "jcecard")
+    qtbot.waitUntil(lambda: pane.model.listing is not None and pane.banner.isHidden(), timeout=TIMEOUT)
+    assert not pane.logged_in
