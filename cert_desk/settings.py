@@ -65,6 +65,12 @@ class Settings:
             Path(tmp).unlink(missing_ok=True)
             raise InputError(f"Cannot save settings to {path}: {e.strerror or e}") from e
 
+    @property
+    def expiry_days(self) -> int:
+        """Warn about certificates that expire within this many days (``expiry_warning_days``; 30)."""
+        value = self.extra.get("expiry_warning_days", 30)
+        return value if isinstance(value, int) and 0 <= value <= 3650 else 30
+
     def add_module(self, path: str) -> bool:
         """Remember ``path`` (absolute); ``False`` if it was already there."""
         path = os.path.abspath(os.path.expanduser(path))

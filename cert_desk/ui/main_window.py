@@ -3,6 +3,8 @@ and the Activity panel. Geometry, the last pane and the panel layout are remembe
 
 from __future__ import annotations
 
+import html
+
 from PySide6.QtCore import QEvent, QSettings, QSize, Qt, Slot
 from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
@@ -12,18 +14,21 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QMainWindow,
     QProgressBar,
+    QPushButton,
     QStackedWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from cert_desk import APP_NAME
-from cert_desk.models import TokenInfo, TokenRef
+from cert_desk.models import ObjectInfo, TokenInfo, TokenRef
 from cert_desk.services.qt import QtReaderWatcher
 from cert_desk.ui import style
 from cert_desk.ui.activity import ActivityDock
 from cert_desk.ui.app import AppContext
 from cert_desk.ui.devices_pane import DevicesPane
+from cert_desk.ui.expiry import ExpiryWatch
+from cert_desk.ui.expiry import summary as expiry_summary
 from cert_desk.ui.objects_pane import ObjectsPane
 from cert_desk.ui.widgets import PaneHeader
 
@@ -118,11 +123,22 @@ class MainWindow(QMainWindow):
         self.busy_bar.setTextVisible(False)
         self.busy_bar.setVisible(False)
         self.statusBar().addWidget(self.busy_label, 1)
+        self.expiry_label = QLabel()
+        self.expiry_button = QPushButton("Show certificate")
+        self.expiry_button.clicked.connect(self._show_expiring)
+        for w in (self.expiry_label, self.expiry_button):
+            w.setVisible(False)
+            self.statusBar().addPermanentWidget(w)
         self.statusBar().addPermanentWidget(self.busy_bar)
+        self._expiring: tuple[TokenRef, int] | None = None
         ctx.jobs.busy_changed.connect(self._on_busy)
 
         self.devices.token_selected.connect(self._on_token_selected)
         self.devices.tokens_changed.connect(self.objects.tokens_changed)
+        self.expiry = ExpiryWatch(ctx, parent=self)
+        self.devices.tokens_changed.connect(self.expiry.on_tokens)
+        self.expiry.found.connect(self._on_expiring)
+        self.expiry.show.connect(self.show_certificate)
         self.pcsc = QtReaderWatcher(self)
         self.pcsc.changed.connect(self.devices.on_pcsc)
         self.devices.modules_reloaded.connect(self.objects.modules_reloaded)
@@ -187,6 +203,29 @@ class MainWindow(QMainWindow):
     def _on_demo_ready(self, _ref: TokenRef) -> None:
         self.show_pane("Objects")
 
+    @Slot(object, object)
+    def _on_expiring(self, ref: TokenRef, certs: tuple[ObjectInfo, ...]) -> None:
+        self.expiry_label.setText(f"<span style='color:{style.state_hex('warn')}'>⚠ "
+                                  f"{html.escape(expiry_summary(ref, certs))}</span>")
+        self._expiring = (ref, certs[0].handle)
+        self.expiry_label.setVisible(True)
+        self.expiry_button.setVisible(True)
+
+    @Slot()
+    def _show_expiring(self) -> None:
+        if self._expiring is not None:
+            self.show_certificate(*self._expiring)
+        self.expiry_label.setVisible(False)
+        self.expiry_button.setVisible(False)
+
+    @Slot(object, int)
+    def show_certificate(self, ref: TokenRef, handle: int) -> None:
+        """Show the Objects pane on ``ref`` with the object ``handle`` selected."""
+        self.show_pane("Objects")
+        self.objects.show_token(ref, select=handle)
+        self.raise_()
+        self.activateWindow()
+
     @Slot()
     def _find(self) -> None:
         self.show_pane("Objects")
@@ -220,5 +259,6 @@ class MainWindow(QMainWindow):
         self.save_state()
         self.devices.poll_timer.stop()
         self.pcsc.stop()
+        self.expiry.close()
         self.ctx.jobs.close()
         super().closeEvent(event)

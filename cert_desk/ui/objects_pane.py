@@ -186,6 +186,7 @@ class ObjectsPane(QWidget):
         self._members: list[ObjectInfo] = []
         self._keep: tuple[str, int] | None = None
         self._login_pending = False
+        self._select_next: int | None = None
         self._collapsed: set[int] = set()  # key pairs the user folded (by a member's handle)
         self.model.modelAboutToBeReset.connect(self._remember_selection)
         self.model.modelReset.connect(self._after_reset)
@@ -194,8 +195,10 @@ class ObjectsPane(QWidget):
 
     # ------------------------------------------------------------------ token
 
-    def show_token(self, ref: TokenRef, token: TokenInfo | None = None) -> None:
-        """Show ``ref``'s objects (the Devices pane calls this when the user picks a token)."""
+    def show_token(self, ref: TokenRef, token: TokenInfo | None = None, *, select: int | None = None) -> None:
+        """Show ``ref``'s objects (the Devices pane calls this when the user picks a token);
+        ``select``: the handle of the object to select once they are listed."""
+        self._select_next = select
         if ref != self.ref:
             self.logged_in = False
             self.model.set_listing(None)
@@ -447,6 +450,9 @@ class ObjectsPane(QWidget):
                                                     or self.model.first_handle(index) not in self._collapsed):
                     self.tree.expand(index)
         index = QModelIndex()
+        if self._select_next is not None and self.model.listing is not None:
+            self._keep = ("object", self._select_next)
+            self._select_next = None
         if self._keep is not None:
             kind, handle = self._keep
             index = self.model.find_handle(handle)

@@ -7,12 +7,14 @@ never in a cryptography exception.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from datetime import UTC
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from cert_desk.errors import InputError
@@ -197,8 +199,12 @@ def parse_der_certificate(der: bytes) -> CertificateInfo:
     """
     if len(der) > MAX_CERTIFICATE_BYTES:
         raise InputError(f"The certificate is {len(der)} bytes; more than {MAX_CERTIFICATE_BYTES} is refused.")
-    try:
-        cert = x509.load_der_x509_certificate(der)
-    except ValueError as e:
-        raise InputError(f"Not a DER X.509 certificate: {e}") from e
-    return certificate_info(cert, bytes(der))
+    with warnings.catch_warnings():
+        # A serial that is not positive (RFC 5280 forbids it; old CA certificates have them) is
+        # shown with its sign rather than warned about on stderr.
+        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+        try:
+            cert = x509.load_der_x509_certificate(der)
+        except ValueError as e:
+            raise InputError(f"Not a DER X.509 certificate: {e}") from e
+        return certificate_info(cert, bytes(der))
