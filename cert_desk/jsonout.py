@@ -110,7 +110,7 @@ def slot(r: SlotReport) -> JSON:
         "flags": list(s.flag_words),
         "hardware_version": s.hardware_version,
         "firmware_version": s.firmware_version,
-        "token_present": s.token_present,
+        "token_present": None if r.unanswered else s.token_present,
         "token": token(r.token) if r.token is not None else None,
         "mechanisms": [mechanism(m) for m in r.mechanisms],
         "error": r.error,

@@ -144,6 +144,9 @@ class SlotReport:
     token: TokenInfo | None
     mechanisms: tuple[MechanismInfo, ...] = ()
     error: str | None = None
+    #: C_GetSlotInfo itself failed (OpenSC, for a reader another program holds exclusively):
+    #: ``slot`` holds only the ID and the last description seen, and whether a token is in it is unknown.
+    unanswered: bool = False
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,15 @@ app default {
 }
 """
 HERE = Path(__file__).resolve().parent
+_HOLDER = """
+import sys, time
+from smartcard import scard
+hr, ctx = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+hr, card, proto = scard.SCardConnect(ctx, sys.argv[1], scard.SCARD_SHARE_EXCLUSIVE,
+                                     scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1)
+print("held" if hr == 0 else scard.SCardGetErrorMessage(hr), flush=True)
+time.sleep(600)
+"""
 
 
 def vpcd_driver() -> str | None:
@@ -138,6 +147,19 @@ class PcscBed:
 
     def stop_vicc(self) -> None:
         self._stop("vicc")
+
+    def hold_exclusively(self, reader: str) -> subprocess.Popen[str]:
+        """Another program (a real PC/SC client process) connected to the card in ``reader`` with
+        SCARD_SHARE_EXCLUSIVE until it is killed, as a browser or gpg-agent's scdaemon may do."""
+        proc = subprocess.Popen([sys.executable, "-c", _HOLDER, reader], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()
+        if line != "held":
+            proc.kill()
+            proc.wait(5)
+            raise AssertionError(f"could not hold {reader!r} exclusively: {line}")
+        return proc
 
     def start_jcecard(self, state: Path) -> None:
         """jcecard's OpenPGP card in reader 1 ("Virtual PCD 00 01"); OpenSC makes PKCS#11 tokens of it."""

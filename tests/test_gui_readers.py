@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -93,3 +94,58 @@ def test_openpgp_token_listed_removed_and_back(qtbot: QtBot, window: MainWindow,
     pcsc_bed.start_jcecard(tmp_path / "jcecard")
     qtbot.waitUntil(lambda: pane.model.listing is not None and pane.banner.isHidden(), timeout=TIMEOUT)
     assert not pane.logged_in
+
+
+def test_reader_held_by_another_program_shows_busy_without_freezing(qtbot: QtBot, window: MainWindow,
+                                                                    pcsc_bed: PcscBed) -> None:
+    from PySide6.QtCore import QTimer
+
+    qtbot.waitUntil(lambda: "not recognise" in (reader_rows(window) or [("",) * 5])[0][4], timeout=TIMEOUT)
+    ticks: list[float] = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(time.monotonic()))
+    timer.start(20)
+    holder = pcsc_bed.hold_exclusively("Virtual PCD 00 00")
+    try:
+        t0 = time.monotonic()
+        qtbot.waitUntil(lambda: reader_rows(window)[0][1].startswith("busy"), timeout=5000)
+        assert time.monotonic() - t0 <= 2.0
+        row = reader_rows(window)[0]
+        assert row[1] == "busy" and row[4] == "unreadable while busy"
+        assert "another program holds the card exclusively; close it" in window.devices.readers.state.text()
+        qtbot.wait(3000)  # a few module polls meet the held reader
+        assert reader_rows(window)[0][1].startswith("busy")
+    finally:
+        holder.kill()
+        holder.wait(5)
+    qtbot.waitUntil(lambda: reader_rows(window)[0][1].startswith("card present")
+                    and "not recognise" in reader_rows(window)[0][4], timeout=10000)
+    timer.stop()
+    gaps = [b - a for a, b in itertools.pairwise(ticks)]
+    assert max(gaps) < 0.5, f"the GUI thread stalled for {max(gaps):.2f} s"
+
+
+def test_unknown_and_malformed_atrs_are_shown_for_what_they_are(qtbot: QtBot) -> None:
+    """Data, not a fake: ATRs come from cards, and vicc cannot present a broken one; the view must
+    still say what it can (no device name, the problem in the ATR's tooltip), and never crash."""
+    from cert_desk.pcsc.atr import parse_atr
+    from cert_desk.pcsc.known import identify
+    from cert_desk.pcsc.readers import PcscSnapshot, PcscStatus, ReaderState
+    from cert_desk.ui.readers_view import ReadersView
+
+    def reader(name: str, atr: bytes) -> ReaderState:
+        return ReaderState(name=name, card_present=True, atr=atr, atr_info=parse_atr(atr), device=identify(atr))
+
+    view = ReadersView()
+    qtbot.addWidget(view)
+    unknown = bytes.fromhex("3B020102")  # well formed, nobody's card
+    truncated = bytes.fromhex("3BFF1300FF81")  # T0 promises more interface and historical bytes than follow
+    view.show_snapshot(PcscSnapshot(PcscStatus.OK, (reader("Reader A", unknown), reader("Reader B", truncated))))
+    rows = view.rows()
+    assert [r[2] for r in rows] == ["unknown card", "unknown card"]
+    assert rows[0][3] == "3B:02:01:02" and rows[1][3] == "3B:FF:13:00:FF:81"
+    tip_a = view.model.item(0, 3).toolTip()
+    tip_b = view.model.item(1, 3).toolTip()
+    assert "Problem" not in tip_a and "Historical bytes" in tip_a
+    assert "Problem: the ATR ends inside its interface bytes" in tip_b
+    assert view.model.item(0, 2).toolTip() == "cert-desk does not know this ATR"

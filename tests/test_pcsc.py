@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
 
+import pytest
+
 from cert_desk.pcsc.atr import parse_atr, parse_atr_hex
 from cert_desk.pcsc.known import identify
 from cert_desk.pcsc.readers import PcscClient, PcscSnapshot, PcscStatus, ReaderEvent
 from cert_desk.pcsc.watch import ReaderWatcher
+from cert_desk.services.tokens import TokenService
 from tests.conftest import Cli, PcscBed, opensc_module, wait_for
 
 VICC_ATR = bytes.fromhex("3B951381018073FF01000B")
@@ -158,3 +163,65 @@ def test_cli_readers_without_pcscd(cli: Cli, pcsc_bed: PcscBed) -> None:
     pcsc_bed.stop_pcscd()
     r = cli("readers", "--no-slots")
     assert r.returncode == 0 and "pcscd) is not running" in r.stdout and "systemctl start pcscd.socket" in r.stdout
+
+
+def test_reader_held_by_another_program_is_busy_not_a_hang(cli: Cli, pcsc_bed: PcscBed, service: TokenService,
+                                                           request: pytest.FixtureRequest) -> None:
+    opensc = os.path.realpath(opensc_module())
+    watch = subprocess.Popen([sys.executable, "-m", "cert_desk", "readers", "--watch"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    request.addfinalizer(watch.kill)
+    assert watch.stdout is not None
+    assert "Virtual PCD 00 00 (card)" in watch.stdout.readline()
+    holder = pcsc_bed.hold_exclusively("Virtual PCD 00 00")
+    try:
+        t0 = time.monotonic()
+        line = watch.stdout.readline()
+        assert line.strip().endswith("reader busy: Virtual PCD 00 00") and time.monotonic() - t0 <= 2.0, line
+        t0 = time.monotonic()
+        r = cli("readers", "--json", "--module", opensc)
+        assert r.returncode == 0 and time.monotonic() - t0 < 5, r.stderr
+        first = json.loads(r.stdout)["readers"][0]
+        assert first["exclusive"] and first["state"].startswith("busy") and "close it" in first["state"]
+        text = cli("readers", "--no-slots").stdout
+        assert "busy: another program holds the card exclusively" in text
+        # pkcs11-tool and cert-desk agree on OpenSC's slots: the held reader's slot does not answer,
+        # the other reader's slot is listed all the same
+        ref = subprocess.run(["pkcs11-tool", "--module", opensc, "-L"], capture_output=True, text=True, timeout=30)
+        failed = re.findall(r"Slot \d+ \(0x([0-9a-f]+)\): \(GetSlotInfo failed, (CKR_\w+)\)", ref.stdout)
+        assert failed, ref.stdout
+        t0 = time.monotonic()
+        slots = service.slots(opensc, with_mechanisms=False).result(timeout=5)
+        assert time.monotonic() - t0 < 5
+        by_id = {s.slot.slot_id: s for s in slots}
+        held = by_id[int(failed[0][0], 16)]
+        assert held.unanswered and failed[0][1] in (held.error or "") and held.token is None
+        assert any(s.slot.description == "Virtual PCD 00 01" and not s.unanswered for s in slots)
+        # the wall cert-desk works around: python-pkcs11's get_slots fails for every slot when one
+        # slot fails C_GetSlotInfo (so cert-desk lists slots itself and keeps Slot objects it got earlier)
+        wall = subprocess.run([sys.executable, "-c", "import pkcs11, sys; pkcs11.lib(sys.argv[1]).get_slots()",
+                               opensc], capture_output=True, text=True, timeout=30)
+        assert wall.returncode != 0 and "DeviceError" in wall.stderr, wall.stderr
+        # it stays "does not answer" while held, even though OpenSC says "no token" between its looks
+        for _ in range(3):
+            time.sleep(0.6)
+            again = {s.slot.slot_id: s for s in service.poll(opensc).result(timeout=5)}
+            assert again[held.slot.slot_id].unanswered
+    finally:
+        holder.kill()
+        holder.wait(5)
+
+    def answers_again() -> bool:
+        s = {r.slot.slot_id: r for r in service.poll(opensc).result(timeout=5)}
+        return not s[held.slot.slot_id].unanswered and s[held.slot.slot_id].slot.token_present
+
+    line = watch.stdout.readline()
+    assert line.strip().endswith("reader free: Virtual PCD 00 00"), line
+    watch.send_signal(signal.SIGINT)
+    assert watch.wait(10) == 0
+    wait_for(answers_again, 8, "the slot to answer once the other program let go")
+    snap = PcscClient()
+    try:
+        assert not snap.snapshot().readers[0].exclusive
+    finally:
+        snap.close()

@@ -2,7 +2,10 @@
 """Take the README's screenshots: every pane, the PIN dialog, the browser view, a dark palette.
 
 Runs the real window against the demo token, in a temporary HOME (the demo token is made
-there), and writes PNGs to docs/screenshots/. Run it under Xvfb:
+there), and writes PNGs to docs/screenshots/. For the Devices pane it also stands up the test
+suite's PC/SC bed (tests/pcsc_bed.py: a private pcscd with vsmartcard's virtual reader, vicc's
+card and jcecard's OpenPGP card, which OpenSC makes tokens of), so the picture shows readers,
+their cards and a token. Run it under Xvfb:
 
     xvfb-run -a -s "-screen 0 1400x900x24" .venv/bin/python tools/screenshots.py
 
@@ -33,6 +36,7 @@ def main() -> int:
     from cert_desk.ui.app import apply_color_scheme, make_context
     from cert_desk.ui.main_window import MainWindow
 
+    bed = _reader_bed(home)
     app = QApplication(sys.argv[:1])
     QSettings.setPath(QSettings.Format.NativeFormat, QSettings.Scope.UserScope, str(home / ".config"))
     apply_color_scheme(app)
@@ -72,7 +76,12 @@ def main() -> int:
         return 0
 
     window.show_pane("Devices")
-    window.devices.select_token(demo.DEMO_LABEL)
+    if bed is not None:
+        rows = window.devices.readers.rows
+        wait(lambda: len(rows()) == 2 and all("slot" in r[4] for r in rows()))
+        window.devices.select_token("OpenPGP card (User PIN)")
+    else:
+        window.devices.select_token(demo.DEMO_LABEL)
     wait(lambda: ctx.jobs.pending() == 0)
     shot(window, "devices")
 
@@ -106,8 +115,40 @@ def main() -> int:
     window.show_pane("Objects")
     window.close()
     ctx.shutdown()
+    if bed is not None:
+        bed.stop_pcscd()
     del Qt
     return 0
+
+
+def _reader_bed(home: Path) -> object | None:
+    """The PC/SC bed with vicc in reader 0 and jcecard (with an RSA key) in reader 1, or None."""
+    import subprocess
+    import time
+
+    from tests.pcsc_bed import PcscBed, missing_parts
+
+    missing = missing_parts()
+    if missing:
+        print("no virtual reader in the Devices picture; missing:", ", ".join(missing), file=sys.stderr)
+        return None
+    root = home / "pcsc"
+    os.environ["PCSCLITE_CSOCK_NAME"] = str(root / "run" / "pcscd.comm")
+    os.environ["OPENSC_CONF"] = str(root / "opensc.conf")
+    bed = PcscBed(root)
+    bed.start_pcscd()
+    bed.start_vicc()
+    bed.start_jcecard(root / "jcecard")
+    env = dict(os.environ, PGP_ADMIN="12345678")
+    for _ in range(30):
+        proc = subprocess.run(["openpgp-tool", "--reader", "1", "--verify", "CHV3", "--pin", "env:PGP_ADMIN",
+                               "--gen-key", "3", "--key-type", "rsa2048"], capture_output=True, env=env,
+                              timeout=120, check=False)
+        if proc.returncode == 0:
+            return bed
+        time.sleep(0.5)
+    print("jcecard did not take a key:", proc.stderr.decode(errors="replace"), file=sys.stderr)
+    return bed
 
 
 if __name__ == "__main__":

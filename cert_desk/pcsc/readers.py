@@ -117,7 +117,7 @@ class PcscSnapshot:
 @dataclass(frozen=True)
 class ReaderEvent:
     """A change between two snapshots: ``kind`` is reader-added, reader-removed, card-inserted,
-    card-removed, reader-busy, pcscd-stopped or pcscd-started."""
+    card-removed, reader-busy, reader-free, pcscd-stopped or pcscd-started."""
 
     kind: str
     reader: str = ""
@@ -161,6 +161,8 @@ def diff(old: PcscSnapshot | None, new: PcscSnapshot) -> tuple[ReaderEvent, ...]
             events.append(ReaderEvent("card-inserted", name, r.atr))
         if r.exclusive and not prev.exclusive:
             events.append(ReaderEvent("reader-busy", name))
+        elif prev.exclusive and not r.exclusive and r.card_present:
+            events.append(ReaderEvent("reader-free", name))
     return tuple(events)
 
 

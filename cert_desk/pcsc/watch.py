@@ -20,6 +20,10 @@ log = logging.getLogger(__name__)
 Callback = Callable[[PcscSnapshot, tuple[ReaderEvent, ...]], None]
 
 
+def _shown(snap: PcscSnapshot) -> tuple[tuple[str, str], ...]:
+    return tuple((r.name, r.state_words()) for r in snap.readers)
+
+
 class ReaderWatcher:
     """Calls ``callback(snapshot, events)`` once at start and after every change.
 
@@ -50,7 +54,7 @@ class ReaderWatcher:
 
     def _emit(self, snap: PcscSnapshot) -> None:
         events = diff(self.last, snap)
-        if self.last is None or events or snap.status != self.last.status:
+        if self.last is None or events or snap.status != self.last.status or _shown(snap) != _shown(self.last):
             try:
                 self._callback(snap, events)
             except Exception:
@@ -65,8 +69,9 @@ class ReaderWatcher:
                 if snap.status in (PcscStatus.NO_SERVICE, PcscStatus.ERROR):
                     self._stop.wait(self._retry_s)
                     continue
-                while not self._stop.is_set():
-                    if self._client.wait(snap, self._wait_ms):
-                        break
+                # pcscd wakes a waiting client for readers and cards, not when another program
+                # takes or releases a card exclusively: after a quiet wait, look again anyway
+                # (a snapshot is two cheap calls; callbacks still come only for real changes)
+                self._client.wait(snap, self._wait_ms)
         finally:
             self._client.close()

@@ -66,6 +66,16 @@ class CK_TOKEN_INFO(Structure):
     )
 
 
+class CK_SLOT_INFO(Structure):
+    _fields_ = (
+        ("slotDescription", c_char * 64),
+        ("manufacturerID", c_char * 32),
+        ("flags", CK_ULONG),
+        ("hardwareVersion", CK_VERSION),
+        ("firmwareVersion", CK_VERSION),
+    )
+
+
 class CK_SESSION_INFO(Structure):
     _fields_ = (
         ("slotID", CK_ULONG),
@@ -119,6 +129,8 @@ class CK_FUNCTION_LIST(Structure):
 
 
 _PROTOTYPES: dict[str, Any] = {
+    "C_GetSlotList": CFUNCTYPE(CK_RV, c_ubyte, POINTER(CK_ULONG), POINTER(CK_ULONG)),
+    "C_GetSlotInfo": CFUNCTYPE(CK_RV, CK_ULONG, POINTER(CK_SLOT_INFO)),
     "C_GetTokenInfo": CFUNCTYPE(CK_RV, CK_ULONG, POINTER(CK_TOKEN_INFO)),
     "C_GetSessionInfo": CFUNCTYPE(CK_RV, CK_ULONG, POINTER(CK_SESSION_INFO)),
     "C_CloseAllSessions": CFUNCTYPE(CK_RV, CK_ULONG),
@@ -181,6 +193,17 @@ class RawTokenInfo:
     hardware_version: tuple[int, int]
     firmware_version: tuple[int, int]
     utc_time: str
+
+
+@dataclass(frozen=True)
+class RawSlotInfo:
+    """CK_SLOT_INFO as Python values."""
+
+    description: str
+    manufacturer: str
+    flags: int
+    hardware_version: tuple[int, int]
+    firmware_version: tuple[int, int]
 
 
 def _text(raw: bytes) -> str:
@@ -247,6 +270,41 @@ class CkFunctions:
             firmware_version=(info.firmwareVersion.major, info.firmwareVersion.minor),
             utc_time=_text(info.utcTime),
         )
+
+    def slot_list(self, token_present: bool = False) -> list[int]:
+        """C_GetSlotList, retried while the list grows between the two calls (a reader plugged in)."""
+        for _ in range(5):
+            count = CK_ULONG(0)
+            self._check("C_GetSlotList", 1 if token_present else 0, None, byref(count))
+            if count.value == 0:
+                return []
+            ids = (CK_ULONG * count.value)()
+            rv = self._call("C_GetSlotList", 1 if token_present else 0, ids, byref(count))
+            if rv == CKR_BUFFER_TOO_SMALL:
+                continue
+            if rv != 0:
+                raise CkError(rv, "C_GetSlotList")
+            return [int(ids[i]) for i in range(count.value)]
+        raise CkError(CKR_BUFFER_TOO_SMALL, "C_GetSlotList")
+
+    def slot_info(self, slot_id: int) -> RawSlotInfo:
+        """C_GetSlotInfo for one slot (python-pkcs11's ``get_slots`` fails for all when one fails)."""
+        info = CK_SLOT_INFO()
+        self._check("C_GetSlotInfo", slot_id, byref(info))
+        return RawSlotInfo(
+            description=_text(info.slotDescription),
+            manufacturer=_text(info.manufacturerID),
+            flags=int(info.flags),
+            hardware_version=(info.hardwareVersion.major, info.hardwareVersion.minor),
+            firmware_version=(info.firmwareVersion.major, info.firmwareVersion.minor),
+        )
+
+    def slot_flags(self, slot_id: int) -> int:
+        """CK_SLOT_INFO.flags, fresh: OpenSC looks at the reader again (at most once a second) only when
+        asked for slot information, so this is how a pulled card is noticed before a job trusts its caches."""
+        info = CK_SLOT_INFO()
+        self._check("C_GetSlotInfo", slot_id, byref(info))
+        return int(info.flags)
 
     def session_info(self, handle: int) -> tuple[int, int, int] | None:
         """(slot ID, state, flags) of an open session, or ``None`` when the handle is not open."""

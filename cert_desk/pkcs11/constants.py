@@ -344,7 +344,9 @@ def mechanism_name(code: int) -> str:
     from pkcs11.mechanisms import Mechanism
 
     try:
-        return "CKM_" + Mechanism(code).name
+        # python-pkcs11 spells the mechanisms PKCS#11 3.0 deprecated with a leading underscore
+        # (``_MD5``); the standard's name, as pkcs11-tool -M prints it, has none
+        return "CKM_" + str(Mechanism(code).name).lstrip("_")
     except ValueError:
         if code >= 0x80000000:
             return f"CKM_VENDOR_DEFINED+{code - 0x80000000:#x}"

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ from cert_desk.models import (
     TokenSelector,
 )
 from cert_desk.pkcs11 import constants as C
-from cert_desk.pkcs11.ck import CkError, CkFunctions, NoFunctionListError, RawTokenInfo
+from cert_desk.pkcs11.ck import CkError, CkFunctions, NoFunctionListError, RawSlotInfo, RawTokenInfo
 from cert_desk.pkcs11.objects import ObjectReader, TolerantAttributeMapper, group_objects
 from cert_desk.pkcs11.translate import REMOVED_CODES, ckr_of, is_pkcs11_failure, module_init_error, translate
 from cert_desk.secrets import Secret
@@ -95,6 +96,26 @@ def pin_states(flags: int) -> tuple[E.PinState, E.PinState]:
         user = E.PinState.NOT_INITIALIZED
     so = one(C.CKF_SO_PIN_LOCKED, C.CKF_SO_PIN_FINAL_TRY, C.CKF_SO_PIN_COUNT_LOW, C.CKF_SO_PIN_TO_BE_CHANGED)
     return user, so
+
+
+#: How long a slot that failed C_GetSlotInfo stays "not answering" while it claims to be empty.
+_UNANSWERED_MEMORY_S = 3.0
+
+
+def _slot_info(slot_id: int, raw: RawSlotInfo) -> SlotInfo:
+    flags = raw.flags
+    return SlotInfo(
+        slot_id=slot_id,
+        description=raw.description,
+        manufacturer=raw.manufacturer,
+        flags=flags,
+        flag_words=C.flag_words(flags, C.SLOT_FLAG_WORDS),
+        hardware_version=_version(raw.hardware_version),
+        firmware_version=_version(raw.firmware_version),
+        token_present=bool(flags & C.CKF_TOKEN_PRESENT),
+        removable=bool(flags & C.CKF_REMOVABLE_DEVICE),
+        hardware_slot=bool(flags & C.CKF_HW_SLOT),
+    )
 
 
 def token_info_from_raw(raw: RawTokenInfo) -> TokenInfo:
@@ -170,7 +191,9 @@ class LoadedModule:
         self._mapper = TolerantAttributeMapper()
         self._reader = ObjectReader(self._ck)
         self._sessions: dict[int, _TokenSession] = {}
-        self._slots: dict[int, pkcs11.Slot] = {}
+        self._p11_slots: dict[int, pkcs11.Slot] = {}
+        self._descriptions: dict[int, str] = {}
+        self._unanswered: dict[int, tuple[float, E.TokenError]] = {}
         log.debug("loaded %s: %s / %s", path, self._lib.manufacturer_id, self._lib.library_description)
 
     # -------------------------------------------------------------- basics
@@ -204,36 +227,63 @@ class LoadedModule:
             cryptoki_version=_version(self._lib.cryptoki_version),
         )
 
-    def _refresh_slots(self) -> list[pkcs11.Slot]:
+    def _slot_table(self) -> list[tuple[int, SlotInfo | E.TokenError]]:
+        """Every slot with its fresh CK_SLOT_INFO, or the error that slot gave.
+
+        One slot failing must not hide the others: OpenSC answers CKR_DEVICE_ERROR for a reader
+        whose card another program holds exclusively, and python-pkcs11's ``get_slots`` would
+        then fail for every slot of the module. ``pkcs11-tool -L`` lists the others, so do we.
+        """
         with self._op("list the slots"):
-            slots = self._lib.get_slots()
-        self._slots = {s.slot_id: s for s in slots}
-        return slots
+            ids = self._ck.slot_list()
+        table: list[tuple[int, SlotInfo | E.TokenError]] = []
+        for slot_id in ids:
+            try:
+                with self._op("read the slot information", slot_id):
+                    raw = self._ck.slot_info(slot_id)
+            except E.TokenError as err:
+                self._unanswered[slot_id] = (time.monotonic(), err)
+                table.append((slot_id, err))
+                continue
+            info = _slot_info(slot_id, raw)
+            recent = self._unanswered.get(slot_id)
+            if recent is not None:
+                if not info.token_present and time.monotonic() - recent[0] < _UNANSWERED_MEMORY_S:
+                    # OpenSC caches "no token" for a second after a failed look at the reader;
+                    # that is not news, and reporting it would make the slot flicker
+                    table.append((slot_id, recent[1]))
+                    continue
+                del self._unanswered[slot_id]
+            self._descriptions[slot_id] = info.description
+            table.append((slot_id, info))
+        return table
 
     def _slot(self, slot_id: int) -> pkcs11.Slot:
-        slot = self._slots.get(slot_id)
-        if slot is None:
-            self._refresh_slots()
-            slot = self._slots.get(slot_id)
+        """python-pkcs11's Slot object for ``slot_id`` (only to open sessions with).
+
+        python-pkcs11 makes Slot objects only through ``get_slots``, which fails for every slot
+        when one slot fails C_GetSlotInfo; they carry nothing but the ID and the function list,
+        so the ones from the last good listing are kept and reused.
+        """
+        slot = self._p11_slots.get(slot_id)
+        if slot is not None:
+            return slot
+        if slot_id not in {sid for sid, _ in self._slot_table()}:
+            raise E.NoSuchSlotError(f"Slot {slot_id} does not exist on {os.path.basename(self.path)}.")
+        try:
+            slots = self._lib.get_slots()
+        except p11x.PKCS11Error as e:
+            failing = [sid for sid, info in self._slot_table() if isinstance(info, E.TokenError)]
+            raise E.TokenError(
+                f"Cannot open a session on slot {slot_id}: another slot of {os.path.basename(self.path)} "
+                f"(slot {', '.join(map(str, failing)) or '?'}) does not answer, and python-pkcs11 needs "
+                "every slot to answer before it opens any.", ckr_of(e), None, "open a session",
+                "Close the program that holds the other reader (or unplug it), then try again.") from e
+        self._p11_slots = {s.slot_id: s for s in slots}
+        slot = self._p11_slots.get(slot_id)
         if slot is None:
             raise E.NoSuchSlotError(f"Slot {slot_id} does not exist on {os.path.basename(self.path)}.")
         return slot
-
-    @staticmethod
-    def _slot_info(slot: pkcs11.Slot) -> SlotInfo:
-        flags = int(slot.flags)
-        return SlotInfo(
-            slot_id=slot.slot_id,
-            description=slot.slot_description,
-            manufacturer=slot.manufacturer_id,
-            flags=flags,
-            flag_words=C.flag_words(flags, C.SLOT_FLAG_WORDS),
-            hardware_version=_version(slot.hardware_version),
-            firmware_version=_version(slot.firmware_version),
-            token_present=bool(flags & C.CKF_TOKEN_PRESENT),
-            removable=bool(flags & C.CKF_REMOVABLE_DEVICE),
-            hardware_slot=bool(flags & C.CKF_HW_SLOT),
-        )
 
     def token_info(self, slot_id: int) -> TokenInfo:
         """A fresh CK_TOKEN_INFO (PIN flags change after every login attempt)."""
@@ -271,16 +321,26 @@ class LoadedModule:
         """Every slot with its token and mechanisms, as ``pkcs11-tool -L`` (and ``-M``) show them."""
         self._check("slot_reports")
         reports = []
-        for slot in self._refresh_slots():
-            info = self._slot_info(slot)
+        for slot_id, info in self._slot_table():
+            if isinstance(info, E.TokenError):
+                # pkcs11-tool -L: "(GetSlotInfo failed, CKR_DEVICE_ERROR)"
+                described = self._descriptions.get(slot_id, "(the slot does not answer)")
+                blank = SlotInfo(
+                    slot_id=slot_id, description=described, manufacturer="", flags=0, flag_words=(),
+                    hardware_version="", firmware_version="", token_present=False, removable=False,
+                    hardware_slot=False)
+                reports.append(SlotReport(module=self.path, slot=blank, token=None, unanswered=True,
+                                          error=(f"the slot does not answer ({info.ckr_name or info.message}); "
+                                                 "if another program holds its reader, close that program")))
+                continue
             token: TokenInfo | None = None
             error: str | None = None
             mechs: tuple[MechanismInfo, ...] = ()
             if info.token_present:
                 try:
-                    token = self.token_info(slot.slot_id)
+                    token = self.token_info(slot_id)
                     if with_mechanisms:
-                        mechs = self.mechanisms(slot.slot_id)
+                        mechs = self.mechanisms(slot_id)
                 except E.CertDeskError as err:
                     error = err.message
             reports.append(SlotReport(module=self.path, slot=info, token=token, mechanisms=mechs, error=error))
@@ -299,6 +359,8 @@ class LoadedModule:
         by_slot = {r.slot.slot_id: r for r in reports}
         for slot_id, ts in list(self._sessions.items()):
             r = by_slot.get(slot_id)
+            if r is not None and r.unanswered:
+                continue  # the slot did not answer (busy reader): whether the token is still there is unknown
             t = r.token if r is not None else None
             if t is None or t.serial != ts.ref.serial or t.label != ts.ref.label:
                 log.info("%s is gone: dropping its session", ts.ref.describe())
@@ -316,8 +378,12 @@ class LoadedModule:
         self._check("resolve")
         name = os.path.basename(self.path)
         if selector.slot_id is not None:
-            slot = self._slot(selector.slot_id)
-            if not self._slot_info(slot).token_present:
+            found = dict(self._slot_table()).get(selector.slot_id)
+            if found is None:
+                raise E.NoSuchSlotError(f"Slot {selector.slot_id} does not exist on {name}.")
+            if isinstance(found, E.TokenError):
+                raise found
+            if not found.token_present:
                 raise E.NoTokenError(f"Slot {selector.slot_id} on {name} has no token in it.")
             info = self.token_info(selector.slot_id)
             if not info.initialized:
@@ -340,13 +406,13 @@ class LoadedModule:
         """Initialised tokens matching the label/serial of ``selector`` (slot is ignored)."""
         self._check("candidates")
         out = []
-        for slot in self._refresh_slots():
-            if not int(slot.flags) & C.CKF_TOKEN_PRESENT:
+        for slot_id, slot in self._slot_table():
+            if isinstance(slot, E.TokenError) or not slot.token_present:
                 continue
             try:
-                info = self.token_info(slot.slot_id)
+                info = self.token_info(slot_id)
             except E.CertDeskError as err:
-                log.debug("slot %s: %s", slot.slot_id, err.message)
+                log.debug("slot %s: %s", slot_id, err.message)
                 continue
             if not info.initialized:
                 continue
@@ -354,13 +420,18 @@ class LoadedModule:
                 continue
             if selector.serial is not None and info.serial != selector.serial:
                 continue
-            out.append(TokenRef(self.path, slot.slot_id, info.serial, info.label))
+            out.append(TokenRef(self.path, slot_id, info.serial, info.label))
         return out
 
     def verify(self, ref: TokenRef) -> TokenInfo:
         """Fresh token info, after checking the slot still holds the token ``ref`` names."""
         self._check("verify")
         try:
+            with self._op("read the slot information", ref.slot_id):
+                flags = self._ck.slot_flags(ref.slot_id)
+            if not flags & C.CKF_TOKEN_PRESENT:
+                self.forget_slot(ref.slot_id)
+                raise E.TokenRemovedError(f"{ref.describe()} was removed.", None, None, "find the token")
             info = self.token_info(ref.slot_id)
         except E.NoSuchSlotError as err:
             self.forget_slot(ref.slot_id)

@@ -50,7 +50,7 @@ def token_html(report: SlotReport) -> str:
     e = html.escape
     rows = [
         _row("Slot", f"{s.slot_id} ({s.slot_id:#x}) — {e(s.description)}"),
-        _row("Slot manufacturer", e(s.manufacturer)),
+        _row("Slot manufacturer", e(s.manufacturer)) if s.manufacturer else "",
         _row("Slot flags", e(", ".join(s.flag_words) or "none")),
     ]
     if t is not None and t.initialized:

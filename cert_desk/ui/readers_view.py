@@ -47,11 +47,10 @@ class ReadersView(QWidget):
         self.view.setUniformRowHeights(True)
         self.view.setIconSize(style.ICON_SIZE)
         self.view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.view.setMaximumHeight(110)
         header = self.view.header()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(True)
-        for col, width in enumerate((190, 170, 230, 260)):
+        for col, width in enumerate((170, 150, 220, 250)):
             self.view.setColumnWidth(col, width)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -91,6 +90,14 @@ class ReadersView(QWidget):
             return
         for r in snap.readers:
             self.model.appendRow(self._row(r))
+        self._fit()
+
+    def _fit(self) -> None:
+        """As tall as its rows (up to five; then it scrolls), so no empty box sits under two readers."""
+        rows = min(max(self.model.rowCount(), 1), 5)
+        row_height = self.view.sizeHintForRow(0) if self.model.rowCount() else self.view.fontMetrics().height() + 6
+        frame = 2 * self.view.frameWidth()
+        self.view.setFixedHeight(self.view.header().sizeHint().height() + rows * row_height + frame + 2)
 
     def _row(self, r: ReaderState) -> list[QStandardItem]:
         icon = "token" if r.card_present else "slot"
@@ -98,7 +105,9 @@ class ReadersView(QWidget):
             icon = "warning"
         name = QStandardItem(style.icon(icon), r.name)
         name.setData(r, ROLE_READER)
-        card = QStandardItem(r.state_words())
+        words = r.state_words()
+        card = QStandardItem(words.split(":")[0])  # "busy"; the line above the table says the rest
+        card.setToolTip(words)
         if r.exclusive or r.mute:
             card.setForeground(style.state_colour("warn"))
         device = QStandardItem(r.device.name if r.device else ("unknown card" if r.card_present else ""))
@@ -113,10 +122,18 @@ class ReadersView(QWidget):
             if a.problems:
                 atr.setForeground(style.state_colour("warn"))
         atr.setFont(style_fixed())
-        token = QStandardItem(slot_words(self._slots.get(r.name)) if r.card_present else "")
+        if r.exclusive:
+            token = QStandardItem("unreadable while busy")
+            token.setToolTip("Another program holds the card exclusively: no module can read it until that program "
+                             "lets go.")
+            token.setForeground(style.state_colour("warn"))
+        else:
+            token = QStandardItem(slot_words(self._slots.get(r.name)) if r.card_present else "")
         items = [name, card, device, atr, token]
         for it in items:
             it.setEditable(False)
+            if not it.toolTip():
+                it.setToolTip(it.text())  # the columns cut long texts short
         return items
 
     def rows(self) -> list[tuple[str, ...]]:
