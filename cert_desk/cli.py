@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 MODULE_TIMEOUT = 60.0
+PCSC_TIMEOUT = 5.0  # a hung pcscd blocks every client without an error
 
 
 # ------------------------------------------------------------------ helpers
@@ -447,7 +448,7 @@ def _reader_slots(ctx: Context, names: set[str]) -> dict[str, SlotReport]:
     futures = [ctx.service.slots(p, with_mechanisms=False) for p in paths]
     for fut in futures:
         try:
-            reports = _wait(fut, "list the slots", MODULE_TIMEOUT)
+            reports = _wait(fut, "list the slots", 2 * PCSC_TIMEOUT)
         except E.CertDeskError as err:
             log.debug("reader slots: %s", err.message)
             continue
@@ -471,16 +472,13 @@ def _slot_words(r: SlotReport | None) -> str:
 
 
 def cmd_readers(ctx: Context) -> int:
-    from cert_desk.pcsc.readers import PcscClient
+    from cert_desk.pcsc.readers import PcscStatus, snapshot_within
 
     if ctx.args.watch:
         return _watch_readers(ctx)
-    client = PcscClient()
-    try:
-        snap = client.snapshot()
-    finally:
-        client.close()
-    slots = {} if ctx.args.no_slots else _reader_slots(ctx, {r.name for r in snap.readers})
+    snap = snapshot_within(PCSC_TIMEOUT)
+    slots = {} if ctx.args.no_slots or snap.status is PcscStatus.NOT_ANSWERING else _reader_slots(
+        ctx, {r.name for r in snap.readers})
     if ctx.json:
         ctx.emit_json(jsonout.pcsc(snap, slots))
         return EXIT_OK
@@ -510,15 +508,25 @@ def _watch_readers(ctx: Context) -> int:
     import queue
     import time as _time
 
-    from cert_desk.pcsc.readers import PcscSnapshot, ReaderEvent
+    from cert_desk.pcsc.readers import PcscSnapshot, ReaderEvent, not_answering
     from cert_desk.pcsc.watch import ReaderWatcher
 
     changes: queue.SimpleQueue[tuple[PcscSnapshot, tuple[ReaderEvent, ...]]] = queue.SimpleQueue()
     watcher = ReaderWatcher(lambda snap, events: changes.put((snap, events))).start()
     first = True
+    stalled = False
     try:
         while True:
-            snap, events = changes.get()
+            try:
+                snap, events = changes.get(timeout=0.5)
+            except queue.Empty:
+                late = watcher.late_by() >= PCSC_TIMEOUT - 1
+                if late == stalled:
+                    continue
+                # a hung pcscd blocks the watcher without an error: say so, and when it answers again
+                stalled = late
+                snap = watcher.last if not late and watcher.last is not None else not_answering()
+                events = (ReaderEvent("pcscd-not-answering" if late else "pcscd-answering"),)
             stamp = _time.strftime("%Y-%m-%dT%H:%M:%S")
             if first:
                 first = False
@@ -536,7 +544,7 @@ def _watch_readers(ctx: Context) -> int:
                                    "atr": e.atr.hex(":").upper() if e.atr else None})
                 else:
                     line = f"{stamp} {e.describe()}"
-                    if e.kind == "pcscd-stopped":
+                    if e.kind in ("pcscd-stopped", "pcscd-not-answering"):
                         line += f". {snap.hint}"
                     ctx.say(line)
                     ctx.flush()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -149,3 +151,38 @@ def test_unknown_and_malformed_atrs_are_shown_for_what_they_are(qtbot: QtBot) ->
     assert "Problem" not in tip_a and "Historical bytes" in tip_a
     assert "Problem: the ATR ends inside its interface bytes" in tip_b
     assert view.model.item(0, 2).toolTip() == "cert-desk does not know this ATR"
+
+
+def module_rows(w: MainWindow) -> list[str]:
+    return [w.devices.model.item(r).text() for r in range(w.devices.model.rowCount())]
+
+
+def test_pcscd_hanging_is_shown_not_waited_for(qtbot: QtBot, window: MainWindow, pcsc_bed: PcscBed) -> None:
+    """A real hung pcscd (SIGSTOP): every PC/SC client, OpenSC's module too, blocks inside it without
+    an error. The window keeps running, says so within 5 s, hides what it can no longer vouch for,
+    and comes back by itself when pcscd does."""
+    from PySide6.QtCore import QTimer
+
+    qtbot.waitUntil(lambda: "not recognise" in (reader_rows(window) or [("",) * 5])[0][4], timeout=TIMEOUT)
+    assert pcsc_bed.pcscd is not None
+    ticks: list[float] = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(time.monotonic()))
+    timer.start(20)
+    os.kill(pcsc_bed.pcscd.pid, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        qtbot.waitUntil(lambda: "does not answer" in window.devices.readers.state.text(), timeout=8000)
+        assert time.monotonic() - t0 <= 5.5
+        assert "systemctl restart pcscd" in window.devices.readers.state.text()
+        assert window.devices.readers.view.isHidden()  # nothing stale on screen
+        qtbot.waitUntil(lambda: any(r.startswith("opensc-pkcs11 — busy: no answer for") for r in module_rows(window)),
+                        timeout=8000)
+    finally:
+        os.kill(pcsc_bed.pcscd.pid, signal.SIGCONT)
+    qtbot.waitUntil(lambda: "pcscd is running" in window.devices.readers.state.text() and bool(reader_rows(window))
+                    and reader_rows(window)[0][1].startswith("card present"), timeout=15000)
+    qtbot.waitUntil(lambda: "opensc-pkcs11" in module_rows(window), timeout=15000)
+    timer.stop()
+    gaps = [b - a for a, b in itertools.pairwise(ticks)]
+    assert max(gaps) < 0.5, f"the GUI thread stalled for {max(gaps):.2f} s"

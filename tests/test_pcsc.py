@@ -225,3 +225,32 @@ def test_reader_held_by_another_program_is_busy_not_a_hang(cli: Cli, pcsc_bed: P
         assert not snap.snapshot().readers[0].exclusive
     finally:
         snap.close()
+
+
+def test_cli_with_a_hung_pcscd_says_so_and_does_not_hang(cli: Cli, pcsc_bed: PcscBed,
+                                                        request: pytest.FixtureRequest) -> None:
+    """SIGSTOP makes a real hung pcscd: its clients block without an error."""
+    assert pcsc_bed.pcscd is not None
+    pid = pcsc_bed.pcscd.pid
+    watch = subprocess.Popen([sys.executable, "-m", "cert_desk", "readers", "--watch"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    request.addfinalizer(watch.kill)
+    assert watch.stdout is not None
+    assert "Virtual PCD 00 00 (card)" in watch.stdout.readline()
+    os.kill(pid, signal.SIGSTOP)
+    request.addfinalizer(lambda: os.kill(pid, signal.SIGCONT))
+    try:
+        t0 = time.monotonic()
+        r = cli("readers", "--module", opensc_module())
+        assert r.returncode == 0 and time.monotonic() - t0 < 8, r.stderr
+        assert "does not answer" in r.stdout and "systemctl restart pcscd" in r.stdout
+        data = json.loads(cli("readers", "--json").stdout)
+        assert data["status"] == "not_answering" and data["readers"] == []
+        line = watch.stdout.readline()
+        assert "pcscd not answering" in line and "systemctl restart pcscd" in line, line
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    line = watch.stdout.readline()
+    assert "pcscd answering" in line, line
+    watch.send_signal(signal.SIGINT)
+    assert watch.wait(10) == 0

@@ -42,6 +42,7 @@ class PcscStatus(Enum):
     NO_SERVICE = "no_service"
     NO_READERS = "no_readers"
     ERROR = "error"
+    NOT_ANSWERING = "not_answering"
 
 
 def pcscd_installed() -> bool:
@@ -62,6 +63,10 @@ def status_text(status: PcscStatus) -> tuple[str, str]:
                     "by itself once it runs.")
         return ("The smart card service (pcscd) is not running.",
                 "Start it: sudo systemctl start pcscd.socket. cert-desk keeps trying and recovers by itself.")
+    if status is PcscStatus.NOT_ANSWERING:
+        return ("The smart card service (pcscd) does not answer.",
+                "A reader or its driver may be stuck: unplug the reader you connected last, or restart the service: "
+                "sudo systemctl restart pcscd. cert-desk keeps waiting and recovers by itself.")
     return ("The smart card service (pcscd) answered with an error.", "cert-desk keeps trying.")
 
 
@@ -117,7 +122,8 @@ class PcscSnapshot:
 @dataclass(frozen=True)
 class ReaderEvent:
     """A change between two snapshots: ``kind`` is reader-added, reader-removed, card-inserted,
-    card-removed, reader-busy, reader-free, pcscd-stopped or pcscd-started."""
+    card-removed, reader-busy, reader-free, pcscd-stopped or pcscd-started (and, from the
+    watcher's callers, pcscd-not-answering and pcscd-answering)."""
 
     kind: str
     reader: str = ""
@@ -260,6 +266,31 @@ class PcscClient:
         return True
 
 
+def snapshot_within(seconds: float) -> PcscSnapshot:
+    """A snapshot from a fresh client, or a NOT_ANSWERING one when pcscd has not answered within
+    ``seconds`` (a hung pcscd blocks its clients without an error; the call is left behind on a
+    daemon thread)."""
+    import threading
+
+    box: list[PcscSnapshot] = []
+
+    def run() -> None:
+        client = PcscClient()
+        try:
+            box.append(client.snapshot())
+        finally:
+            client.close()
+
+    thread = threading.Thread(target=run, name="pcsc-snapshot", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    return box[0] if box else not_answering()
+
+
+def not_answering() -> PcscSnapshot:
+    return _snap(PcscStatus.NOT_ANSWERING)
+
+
 class PcscError(Exception):
     def __init__(self, code: int) -> None:
         self.code = code & 0xFFFFFFFF
@@ -290,5 +321,5 @@ def _reader_state(state: tuple[str, int, list[int]]) -> ReaderState:
 
 __all__ = [
     "PcscClient", "PcscError", "PcscSnapshot", "PcscStatus", "ReaderEvent", "ReaderState", "diff",
-    "status_text",
+    "not_answering", "snapshot_within", "status_text",
 ]

@@ -11,13 +11,19 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from cert_desk.pcsc.readers import PcscClient, PcscSnapshot, PcscStatus, ReaderEvent, diff
 
 log = logging.getLogger(__name__)
 
 Callback = Callable[[PcscSnapshot, tuple[ReaderEvent, ...]], None]
+
+
+#: What a snapshot may take before it counts as late (two calls to a local daemon).
+_SNAPSHOT_S = 0.5
 
 
 def _shown(snap: PcscSnapshot) -> tuple[tuple[str, str], ...]:
@@ -41,6 +47,26 @@ class ReaderWatcher:
         self._client = PcscClient()
         self._thread = threading.Thread(target=self._run, name="pcsc-watch", daemon=True)
         self.last: PcscSnapshot | None = None
+        self._call: tuple[float, float] | None = None  # (started, seconds it may take)
+
+    def late_by(self) -> float:
+        """How long the PC/SC call now running has overrun what it should take (0 when none has).
+
+        A hung pcscd (a reader driver stuck on a USB device, a stopped process) blocks every
+        PC/SC client, this thread too, with no error: this is how its caller notices.
+        """
+        call = self._call
+        if call is None:
+            return 0.0
+        return max(0.0, time.monotonic() - call[0] - call[1])
+
+    @contextmanager
+    def _calling(self, seconds: float) -> Iterator[None]:
+        self._call = (time.monotonic(), seconds)
+        try:
+            yield
+        finally:
+            self._call = None
 
     def start(self) -> ReaderWatcher:
         self._thread.start()
@@ -48,6 +74,11 @@ class ReaderWatcher:
 
     def stop(self, timeout: float = 3.0) -> None:
         self._stop.set()
+        if self.late_by() > 0:
+            # pcscd hangs: SCardCancel would hang too, and the thread is stuck in pcscd until it
+            # answers; it is a daemon thread, so leave it behind rather than block the caller
+            log.info("pcscd does not answer; not waiting for the reader watcher")
+            return
         self._client.cancel()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout)
@@ -64,7 +95,8 @@ class ReaderWatcher:
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                snap = self._client.snapshot()
+                with self._calling(_SNAPSHOT_S):
+                    snap = self._client.snapshot()
                 self._emit(snap)
                 if snap.status in (PcscStatus.NO_SERVICE, PcscStatus.ERROR):
                     self._stop.wait(self._retry_s)
@@ -72,6 +104,7 @@ class ReaderWatcher:
                 # pcscd wakes a waiting client for readers and cards, not when another program
                 # takes or releases a card exclusively: after a quiet wait, look again anyway
                 # (a snapshot is two cheap calls; callbacks still come only for real changes)
-                self._client.wait(snap, self._wait_ms)
+                with self._calling(self._wait_ms / 1000 + _SNAPSHOT_S):
+                    self._client.wait(snap, self._wait_ms)
         finally:
             self._client.close()

@@ -161,16 +161,39 @@ class QtReaderWatcher(QObject):
 
     Signals:
         changed(PcscSnapshot, tuple[ReaderEvent, ...]): After every change (and once at start).
+            When pcscd stops answering (a hung daemon blocks the watcher without an error) for
+            ``stall_s`` seconds, a NOT_ANSWERING snapshot with a ``pcscd-not-answering`` event;
+            when it answers again, the last real snapshot with ``pcscd-answering``.
     """
 
     changed = Signal(object, object)
 
-    def __init__(self, parent: QObject | None = None) -> None:
+    def __init__(self, parent: QObject | None = None, *, stall_s: float = 4.0) -> None:
         super().__init__(parent)
+        from PySide6.QtCore import QTimer
+
         from cert_desk.pcsc.watch import ReaderWatcher
 
         self._closed = False
         self._watcher = ReaderWatcher(self._emit)
+        self._stall_s = stall_s
+        self.stalled = False
+        self._timer = QTimer(self)
+        self._timer.setInterval(500)
+        self._timer.timeout.connect(self._check_stall)
+
+    def _check_stall(self) -> None:
+        from cert_desk.pcsc.readers import ReaderEvent, not_answering
+
+        late = self._watcher.late_by() >= self._stall_s
+        if late == self.stalled or self._closed:
+            return
+        self.stalled = late
+        last = self._watcher.last
+        if late or last is None:
+            self.changed.emit(not_answering(), (ReaderEvent("pcscd-not-answering"),))
+        else:
+            self.changed.emit(last, (ReaderEvent("pcscd-answering"),))
 
     def _emit(self, snap: object, events: object) -> None:
         # on the watcher's thread: only a (queued) signal
@@ -179,7 +202,9 @@ class QtReaderWatcher(QObject):
 
     def start(self) -> None:
         self._watcher.start()
+        self._timer.start()
 
     def stop(self) -> None:
         self._closed = True
+        self._timer.stop()
         self._watcher.stop()

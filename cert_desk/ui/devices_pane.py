@@ -6,6 +6,7 @@ import functools
 import html
 import logging
 import os
+import time
 
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QStandardItem, QStandardItemModel
@@ -121,6 +122,7 @@ def module_html(entry: ModuleEntry, library: LibraryInfo | None, error: str | No
 
 
 POLL_MS = 1000
+STUCK_S = 4.0  # a module whose poll has not come back after this long is shown as busy
 
 
 def _presence(slots: tuple[SlotReport, ...]) -> tuple[tuple[object, ...], ...]:
@@ -186,7 +188,8 @@ class DevicesPane(QWidget):
         readers_layout = QVBoxLayout(self.readers_box)
         self.readers = ReadersView()
         readers_layout.addWidget(self.readers)
-        self._poll_pending: set[str] = set()
+        self._poll_pending: dict[str, float] = {}  # real path -> when its poll was asked for
+        self._stuck: dict[str, str] = {}  # real path -> the module row's tooltip before it was marked
         self._presence: dict[str, tuple[tuple[object, ...], ...]] = {}
         self._states: dict[str, ModuleState] = {}
         self.poll_timer = QTimer(self)
@@ -375,22 +378,55 @@ class DevicesPane(QWidget):
         self.readers.show_snapshot(snap)
         self._update_reader_slots()
         for e in events:
-            self.status.emit(e.describe()[:1].upper() + e.describe()[1:])
+            words = e.describe()
+            self.status.emit(words if words.startswith("pcscd") else words[:1].upper() + words[1:])
         if events:
             self.poll()
 
     @Slot()
     def poll(self) -> None:
         """Ask each listed module for its slots (on its worker); changes update the tree."""
+        now = time.monotonic()
         for realpath in list(self._states):
-            if realpath in self._poll_pending:
-                continue  # the worker is still busy with the last one (or a long job)
-            self._poll_pending.add(realpath)
+            asked = self._poll_pending.get(realpath)
+            if asked is not None:
+                # the worker is still busy with the last one (or a long job): after a while, say so
+                if now - asked >= STUCK_S:
+                    self._mark_stuck(realpath, now - asked)
+                continue
+            self._poll_pending[realpath] = now
             self.ctx.jobs.watch(self.ctx.service.poll(realpath), functools.partial(self._on_poll, realpath),
                                 "look for token changes", quiet=True)
 
+    def _mark_stuck(self, realpath: str, seconds: float) -> None:
+        item = self._module_item(realpath)
+        entry = item.data(ROLE_DATA) if item is not None else None
+        if item is None or not isinstance(entry, ModuleEntry):
+            return
+        self._stuck.setdefault(realpath, item.toolTip())
+        item.setText(f"{entry.name} — busy: no answer for {seconds:.0f} s")
+        item.setIcon(style.icon("warning", style.state_colour("warn")))
+        item.setForeground(style.state_colour("warn"))
+        item.setToolTip(f"{entry.name} has not answered for {seconds:.0f} s: a call into it is still running "
+                        "(a reader or pcscd may be stuck, or the token is working on a long job). "
+                        "cert-desk waits for it; nothing else is blocked.")
+
+    def _unmark_stuck(self, realpath: str) -> None:
+        tooltip = self._stuck.pop(realpath, None)
+        if tooltip is None:
+            return
+        item = self._module_item(realpath)
+        entry = item.data(ROLE_DATA) if item is not None else None
+        if item is None or not isinstance(entry, ModuleEntry):
+            return
+        item.setText(entry.name)
+        item.setIcon(style.icon("module"))
+        item.setData(None, Qt.ItemDataRole.ForegroundRole)
+        item.setToolTip(tooltip)
+
     def _on_poll(self, realpath: str, outcome: Outcome[tuple[SlotReport, ...]]) -> None:
-        self._poll_pending.discard(realpath)
+        self._poll_pending.pop(realpath, None)
+        self._unmark_stuck(realpath)
         if outcome.error is not None or outcome.value is None or realpath not in self._states:
             return
         if _presence(outcome.value) == self._presence.get(realpath):
