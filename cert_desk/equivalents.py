@@ -25,7 +25,8 @@ def _token(ref: TokenRef) -> list[str]:
 
 
 def _login(so: bool) -> list[str]:
-    return ["--login", "--login-type", "so", "--so-pin", SO_PIN] if so else ["--login", "--pin", PIN]
+    # SO_PIN and PIN are "env:..." references, never a PIN value
+    return ["--login", "--login-type", "so", "--so-pin", SO_PIN] if so else ["--login", "--pin", PIN]  # ok-pin
 
 
 def library_info(module: str) -> str:
