@@ -187,6 +187,8 @@ def certificate_info(cert: x509.Certificate, der: bytes | None = None) -> Certif
             spki_sha256=spki_sha256(spki),
             spki=spki,
         )
+    except x509.DuplicateExtension as e:  # not a ValueError: caught on its own
+        raise InputError(f"The certificate has the extension {e.oid.dotted_string} twice.") from e
     except (ValueError, TypeError) as e:
         raise InputError(f"The certificate has a malformed extension: {e}") from e
 
