@@ -645,6 +645,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--module", metavar="PATH", help="the PKCS#11 module that serves the readers (default: all)")
     sp.set_defaults(func=cmd_readers)
 
+    from cert_desk.cli_lifecycle import add_commands
+
+    add_commands(sub, common, token_options, pin_options)
+
     sp = sub.add_parser("demo", help="create (once) and describe the SoftHSM2 demo token")
     common(sp)
     sp.set_defaults(func=cmd_demo)

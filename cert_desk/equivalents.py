@@ -74,3 +74,44 @@ def export_public_key(ref: TokenRef, object_id: bytes, label: str, path: str, fm
     der = path + ".der"
     return (read_object(ref, "pubkey", object_id, label, der) + " && "
             + _join(["openssl", "pkey", "-pubin", "-inform", "DER", "-in", der, "-out", path]))
+
+
+def keygen(ref: TokenRef, spec: str, label: str, object_id: bytes | None) -> str:
+    """pkcs11-tool spells EC types ``EC:prime256v1`` and RSA ``rsa:2048``."""
+    kind, _, arg = spec.partition(":")
+    key_type = f"EC:{arg}" if kind.lower() == "ec" else f"rsa:{arg}"
+    argv = ["pkcs11-tool", "--module", ref.module, *_token(ref), *_login(False), "--keypairgen",
+            "--key-type", key_type, "--label", label]
+    if object_id:
+        argv += ["--id", object_id.hex()]
+    return _join(argv)
+
+
+def delete(ref: TokenRef, kind: str, object_id: bytes) -> str:
+    """``kind``: privkey, pubkey or cert."""
+    return _join(["pkcs11-tool", "--module", ref.module, *_token(ref), *_login(False), "--delete-object",
+                  "--type", kind, "--id", object_id.hex()])
+
+
+def write_certificate(ref: TokenRef, der_path: str, object_id: bytes, label: str) -> str:
+    argv = ["pkcs11-tool", "--module", ref.module, *_token(ref), *_login(False), "--write-object", der_path,
+            "--type", "cert", "--label", label]
+    if object_id:
+        argv += ["--id", object_id.hex()]
+    return _join(argv)
+
+
+def csr(key_uri: str, subject: str, out: str) -> str:
+    """The seed's way: OpenSSL with libp11's engine, configured through OPENSSL_CONF."""
+    return "OPENSSL_CONF=engine.cnf " + _join(["openssl", "req", "-new", "-engine", "pkcs11", "-keyform", "engine",
+                                               "-key", key_uri, "-subj", subject, "-sha256", "-out", out])
+
+
+def ca_sign(ca_cert: str, ca_key: str, csr_path: str, out: str, profile: str) -> str:
+    ext = "usr_cert" if profile == "client" else "server_cert"
+    return _join(["openssl", "ca", "-batch", "-cert", ca_cert, "-keyfile", ca_key, "-passin", "env:CA_PASS",
+                  "-in", csr_path, "-out", out, "-extensions", ext, "-notext"])
+
+
+def verify(cert: str, ca: str) -> str:
+    return _join(["openssl", "verify", "-x509_strict", "-CAfile", ca, cert])

@@ -51,6 +51,15 @@ class InputError(CertDeskError):
     """The user gave something cert-desk cannot use (a bad file, value or option)."""
 
 
+class ConflictError(InputError):
+    """What the user asked for would clash with what is already there (an ID or label in use)."""
+
+
+class ConfirmationRequired(InputError):
+    """The operation is allowed, but only once the user has confirmed it (an expired
+    certificate, a duplicate label): the GUI asks, the CLI wants the option the hint names."""
+
+
 class CancelledError(CertDeskError):
     """The user cancelled the operation."""
 
@@ -183,6 +192,13 @@ class UnsupportedMechanismError(TokenError):
     """The token lacks a mechanism, or does not take the key size or parameters."""
 
     default_hint = "Choose another key type or size: 'cert-desk slots' lists what the token supports."
+
+
+class KeyMismatchError(TokenError):
+    """What the token signed does not verify with the public key cert-desk holds for that key:
+    the public key object (or certificate) with its ID belongs to another key."""
+
+    default_hint = "Run 'cert-desk doctor' on the token: objects with this ID do not belong together."
 
 
 class NotLoggedInError(TokenError):

@@ -7,12 +7,18 @@ present (``null`` where it does not apply), so scripts can index without ``get``
 
 from __future__ import annotations
 
+import base64
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from cert_desk.errors import CertDeskError
 from cert_desk.models import (
     CertificateInfo,
+    CsrResult,
+    DeleteResult,
+    DoctorReport,
+    GeneratedKey,
+    ImportResult,
     KeyGroup,
     LibraryInfo,
     MechanismInfo,
@@ -21,6 +27,7 @@ from cert_desk.models import (
     ObjectListing,
     SlotReport,
     TokenInfo,
+    TokenRef,
 )
 from cert_desk.pkcs11.attributes import attribute_json, attribute_name
 
@@ -237,3 +244,52 @@ def pcsc(snap: PcscSnapshot, slots: dict[str, SlotReport]) -> JSON:
 
 def error(err: CertDeskError) -> JSON:
     return {"error": {"kind": err.kind, "message": err.message, "hint": err.hint or None}}
+
+
+# ------------------------------------------------------------------ certificate lifecycle
+
+
+def _token_ref(ref: TokenRef) -> JSON:
+    return {"module": ref.module, "slot_id": ref.slot_id, "label": ref.label, "serial": ref.serial}
+
+
+def generated_key(g: GeneratedKey) -> JSON:
+    return {
+        "token": _token_ref(g.token), "type": g.spec, "label": g.label, "id": g.id.hex(), "id_source": g.id_source,
+        "public_key": base64.b64encode(g.public_key_der).decode("ascii"), "seconds": round(g.seconds, 3),
+        "objects": [obj(g.listing, o) for o in g.listing.objects if o.id == g.id],
+    }
+
+
+def delete_result(r: DeleteResult) -> JSON:
+    return {"token": _token_ref(r.token), "deleted": [obj(r.listing, o) for o in r.deleted]}
+
+
+def csr_result(r: CsrResult, out: str | None) -> JSON:
+    return {"token": _token_ref(r.token), "key_label": r.key_label, "key_id": r.key_id.hex(), "subject": r.subject,
+            "sans": list(r.sans), "mechanism": r.mechanism, "out": out, "pem": r.pem.decode("ascii")}
+
+
+def import_result(r: ImportResult) -> JSON:
+    return {"token": _token_ref(r.token), "key_id": r.key_id.hex(), "key_label": r.key_label,
+            "written": [obj(r.listing, o) for o in r.written], "already_present": list(r.already_present),
+            "notes": list(r.notes)}
+
+
+def doctor_report(r: DoctorReport) -> JSON:
+    return {
+        "token": _token_ref(r.token),
+        "findings": [{"severity": f.severity, "code": f.code, "message": f.message, "fix": f.fix or None,
+                      "new_id": f.new_id.hex() if f.new_id is not None else None, "new_label": f.new_label}
+                     for f in r.findings],
+        "fixed": list(r.fixed),
+    }
+
+
+def verify_report(r: Any, path: str) -> JSON:
+    return {
+        "file": path, "subject": r.subject, "purpose": r.purpose, "ok": r.ok, "chain_checked": r.chain_checked,
+        "chain": list(r.chain),
+        "findings": [{"severity": f.severity, "code": f.code, "message": f.message, "hint": f.hint or None}
+                     for f in r.findings],
+    }

@@ -344,3 +344,120 @@ class ObjectListing:
             if obj.handle == handle:
                 return obj
         return None
+
+
+# ------------------------------------------------------------- certificate lifecycle
+
+
+@dataclass(frozen=True)
+class KeyChoice:
+    """A key type cert-desk offers (``rsa:2048`` ...) and whether this token can generate it.
+
+    Attributes:
+        spec: As ``--type`` takes it.
+        description: In words (``RSA 2048``, ``EC prime256v1``).
+        allowed: The token's mechanisms (and their key size limits) allow it.
+        reason: Why not, when not allowed.
+    """
+
+    spec: str
+    description: str
+    allowed: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class GeneratedKey:
+    """A key pair generated on the token.
+
+    Attributes:
+        id_source: How the CKA_ID was chosen, in words.
+        public_key_der: The new key's SubjectPublicKeyInfo.
+        seconds: How long the token worked.
+        listing: The token's objects afterwards.
+    """
+
+    token: TokenRef
+    spec: str
+    label: str
+    id: bytes
+    id_source: str
+    public_key_der: bytes
+    seconds: float
+    listing: ObjectListing
+
+
+@dataclass(frozen=True)
+class CsrResult:
+    """A certificate signing request signed on the token."""
+
+    token: TokenRef
+    key_label: str
+    key_id: bytes
+    subject: str
+    sans: tuple[str, ...]
+    der: bytes
+    pem: bytes
+    mechanism: str
+
+
+@dataclass(frozen=True)
+class DeleteResult:
+    """Objects removed from a token, and the token afterwards."""
+
+    token: TokenRef
+    deleted: tuple[ObjectInfo, ...]
+    listing: ObjectListing
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """Certificates written to a token.
+
+    Attributes:
+        written: The certificate objects written, as read back.
+        already_present: Certificates that were on the token already (nothing written), in words.
+        key_id / key_label: The key the certificate was paired with.
+        notes: Anything else worth saying (CA certificates left out, ...).
+    """
+
+    token: TokenRef
+    written: tuple[ObjectInfo, ...]
+    already_present: tuple[str, ...]
+    key_id: bytes
+    key_label: str
+    notes: tuple[str, ...]
+    listing: ObjectListing
+
+
+@dataclass(frozen=True)
+class DoctorFinding:
+    """Something wrong (or worth knowing) about how a token's keys and certificates pair up.
+
+    Attributes:
+        severity: ``error`` (a browser will not use it), ``warning`` or ``info``.
+        code: Stable: ``certificate-id-mismatch``, ``certificate-without-key``,
+            ``key-without-certificate``, ``duplicate-id``, ``key-without-id``.
+        message: In words, naming the objects.
+        fix: What the automatic fix does, in words; empty when there is none.
+        certificate: The certificate's handle (for the fixes).
+        new_id / new_label: What the fix gives the certificate.
+    """
+
+    severity: str
+    code: str
+    message: str
+    fix: str = ""
+    certificate: int | None = None
+    new_id: bytes | None = None
+    new_label: str | None = None
+
+
+@dataclass(frozen=True)
+class DoctorReport:
+    """The pairing doctor's findings, and what it fixed (with the token afterwards)."""
+
+    token: TokenRef
+    findings: tuple[DoctorFinding, ...]
+    fixed: tuple[str, ...]
+    listing: ObjectListing

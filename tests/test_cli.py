@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import ctypes.util
 import json
 import os
@@ -30,14 +31,19 @@ def assert_clean_failure(r: object, *fragments: str) -> None:
 
 
 def test_no_option_takes_a_pin_value() -> None:
+    """PINs and passphrases come from files, the environment or a prompt; options only name files."""
     parser = build_parser()
     seen = []
-    for sub in parser._subparsers._group_actions[0].choices.values():  # type: ignore[union-attr]
+    parsers = list(parser._subparsers._group_actions[0].choices.values())  # type: ignore[union-attr]
+    while parsers:
+        sub = parsers.pop()
         for action in sub._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                parsers.extend(action.choices.values())
             for opt in action.option_strings:
-                if "pin" in opt.lower():
+                if "pin" in opt.lower() or "pass" in opt.lower():
                     seen.append(opt)
-    assert set(seen) <= {"--pin-file"}, seen
+    assert seen and set(seen) <= {"--pin-file", "--pin-file-ref", "--passphrase-file", "--no-passphrase"}, seen
 
 
 def test_modules_dedupes_by_real_path(cli: Cli, softhsm: SoftHsm) -> None:

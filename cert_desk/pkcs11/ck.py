@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from ctypes import (
     CFUNCTYPE,
     POINTER,
@@ -86,7 +86,7 @@ class CK_SESSION_INFO(Structure):
 
 
 # CK_FUNCTION_LIST up to the last entry we use; the table is only read through a pointer,
-# so the entries after C_Logout need not be declared.
+# so the entries after C_Sign need not be declared.
 _FUNCTION_NAMES = (
     "C_Initialize",
     "C_Finalize",
@@ -117,11 +117,30 @@ _FUNCTION_NAMES = (
     "C_FindObjectsInit",
     "C_FindObjects",
     "C_FindObjectsFinal",
+    "C_EncryptInit",
+    "C_Encrypt",
+    "C_EncryptUpdate",
+    "C_EncryptFinal",
+    "C_DecryptInit",
+    "C_Decrypt",
+    "C_DecryptUpdate",
+    "C_DecryptFinal",
+    "C_DigestInit",
+    "C_Digest",
+    "C_DigestUpdate",
+    "C_DigestKey",
+    "C_DigestFinal",
+    "C_SignInit",
+    "C_Sign",
 )
 
 
 class CK_ATTRIBUTE(Structure):
     _fields_ = (("type", CK_ULONG), ("pValue", c_void_p), ("ulValueLen", CK_ULONG))
+
+
+class CK_MECHANISM(Structure):
+    _fields_ = (("mechanism", CK_ULONG), ("pParameter", c_void_p), ("ulParameterLen", CK_ULONG))
 
 
 class CK_FUNCTION_LIST(Structure):
@@ -144,6 +163,11 @@ _PROTOTYPES: dict[str, Any] = {
     "C_FindObjectsInit": CFUNCTYPE(CK_RV, CK_ULONG, POINTER(CK_ATTRIBUTE), CK_ULONG),
     "C_FindObjects": CFUNCTYPE(CK_RV, CK_ULONG, POINTER(CK_ULONG), CK_ULONG, POINTER(CK_ULONG)),
     "C_FindObjectsFinal": CFUNCTYPE(CK_RV, CK_ULONG),
+    "C_CreateObject": CFUNCTYPE(CK_RV, CK_ULONG, POINTER(CK_ATTRIBUTE), CK_ULONG, POINTER(CK_ULONG)),
+    "C_DestroyObject": CFUNCTYPE(CK_RV, CK_ULONG, CK_ULONG),
+    "C_SetAttributeValue": CFUNCTYPE(CK_RV, CK_ULONG, CK_ULONG, POINTER(CK_ATTRIBUTE), CK_ULONG),
+    "C_SignInit": CFUNCTYPE(CK_RV, CK_ULONG, POINTER(CK_MECHANISM), CK_ULONG),
+    "C_Sign": CFUNCTYPE(CK_RV, CK_ULONG, c_void_p, CK_ULONG, c_void_p, POINTER(CK_ULONG)),
 }
 
 CK_UNAVAILABLE = 0xFFFFFFFFFFFFFFFF if ctypes.sizeof(CK_ULONG) == 8 else 0xFFFFFFFF
@@ -204,6 +228,15 @@ class RawSlotInfo:
     flags: int
     hardware_version: tuple[int, int]
     firmware_version: tuple[int, int]
+
+
+def encode_ulong(value: int) -> bytes:
+    """A CK_ULONG attribute value, in this platform's size and byte order."""
+    return bytes(CK_ULONG(value))
+
+
+def encode_bool(value: bool) -> bytes:
+    return b"\x01" if value else b"\x00"
 
 
 def _text(raw: bytes) -> str:
@@ -411,6 +444,47 @@ class CkFunctions:
             raise CkError(rv, "C_GetAttributeValue")
         return {t: buffers[i].raw[: tpl[i].ulValueLen] for i, (t, _n) in enumerate(items)
                 if tpl[i].ulValueLen != CK_UNAVAILABLE}
+
+    @staticmethod
+    def _template(values: Sequence[tuple[int, bytes]]) -> tuple[Any, list[Any]]:
+        """A CK_ATTRIBUTE array for already-encoded values (and the buffers it points into)."""
+        tpl = (CK_ATTRIBUTE * len(values))()
+        buffers = []
+        for i, (t, v) in enumerate(values):
+            b = ctypes.create_string_buffer(v, max(len(v), 1))
+            buffers.append(b)
+            tpl[i].type = t
+            tpl[i].pValue = ctypes.addressof(b)
+            tpl[i].ulValueLen = len(v)
+        return tpl, buffers
+
+    def create_object(self, session: int, values: Sequence[tuple[int, bytes]]) -> int:
+        """C_CreateObject from encoded attribute values (see :func:`encode_ulong`, :func:`encode_bool`)."""
+        tpl, _buffers = self._template(values)
+        handle = CK_ULONG()
+        self._check("C_CreateObject", session, tpl, len(values), byref(handle))
+        return int(handle.value)
+
+    def destroy_object(self, session: int, obj: int) -> None:
+        self._check("C_DestroyObject", session, obj)
+
+    def set_attributes(self, session: int, obj: int, values: Sequence[tuple[int, bytes]]) -> None:
+        tpl, _buffers = self._template(values)
+        self._check("C_SetAttributeValue", session, obj, tpl, len(values))
+
+    def sign(self, session: int, key: int, mechanism: int, data: bytes) -> bytes:
+        """C_SignInit + C_Sign (single part), with the size probe the standard prescribes."""
+        mech = CK_MECHANISM(mechanism, None, 0)
+        self._check("C_SignInit", session, byref(mech), key)
+        buf = ctypes.create_string_buffer(data, max(len(data), 1))
+        size = CK_ULONG(0)
+        rv = self._call("C_Sign", session, ctypes.cast(buf, c_void_p), len(data), None, byref(size))
+        if rv != 0:
+            raise CkError(rv, "C_Sign")
+        out = ctypes.create_string_buffer(max(int(size.value), 1))
+        self._check("C_Sign", session, ctypes.cast(buf, c_void_p), len(data), ctypes.cast(out, c_void_p),
+                    byref(size))
+        return out.raw[: size.value]
 
     def set_pin(self, handle: int, old: bytes, new: bytes) -> None:
         old_buf = ctypes.create_string_buffer(old, len(old))

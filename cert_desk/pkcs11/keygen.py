@@ -50,7 +50,10 @@ class KeySpec:
         kind, arg = m.group(1).lower(), m.group(2)
         if kind == "rsa":
             if not arg.isdigit() or not 1024 <= int(arg) <= 16384:
-                raise InputError(f"RSA key size {arg!r} is not a number of bits between 1024 and 16384.")
+                raise InputError(f"RSA key size {arg!r} is not a number of bits between 2048 and 16384.")
+            if int(arg) < 2048:
+                raise InputError(f"RSA keys of {arg} bits are too weak: browsers, CAs and OpenSSL's default "
+                                 "security level refuse them.", "Use rsa:2048 or more, or an EC key.")
             return cls("rsa", int(arg))
         curve = CURVE_ALIASES.get(arg.lower())
         if curve is None:
@@ -65,7 +68,7 @@ class KeySpec:
 
 
 def generate_key_pair(
-    session: pkcs11.Session, spec: KeySpec, *, label: str, obj_id: bytes
+    session: pkcs11.Session, spec: KeySpec, *, label: str, obj_id: bytes | None
 ) -> tuple[pkcs11.PublicKey, pkcs11.PrivateKey]:
     """Generate a token key pair as described in the module docstring."""
     private_template = {
