@@ -64,8 +64,9 @@ def _confirm(ctx: Any, question: str, option: str) -> bool:
     """Ask on a terminal; elsewhere the option must have been given."""
     if sys.stdin.isatty():
         ctx.flush()
-        answer = input(f"{question} Type 'yes' to go on: ")
-        return answer.strip().lower() == "yes"
+        ctx.err.write(f"{question} Type 'yes' to go on: ")  # not stdout: it may be --json output
+        ctx.err.flush()
+        return sys.stdin.readline().strip().lower() == "yes"
     raise E.ConfirmationRequired(f"{question} Nothing was changed.", f"Add {option} to confirm.")
 
 
@@ -91,7 +92,7 @@ def cmd_keygen(ctx: Any) -> int:
     if ctx.json:
         ctx.emit_json(jsonout.generated_key(result))
         return EXIT_OK
-    ctx.say(f"Generated {args.type} key pair {result.label!r} on {ref.describe()} in {result.seconds:.1f} s.")
+    ctx.say(f"Generated {result.spec} key pair {result.label!r} on {ref.describe()} in {result.seconds:.1f} s.")
     ctx.say(f"  ID          : {result.id.hex()} ({result.id_source})")
     key = next((o for o in result.listing.objects if o.id == result.id and o.class_name == "private_key"), None)
     if key is not None:
@@ -99,7 +100,7 @@ def cmd_keygen(ctx: Any) -> int:
         access = (("private", key.private), ("sensitive", key.sensitive), ("not extractable", key.extractable is False))
         ctx.say(f"  access      : {', '.join(word for word, flag in access if flag)}")
         ctx.say(f"  OpenSSL key : {'  '.join(key.openssl_key)}")
-    ctx.say(f"  same with   : {equivalents.keygen(ref, args.type, result.label, result.id)}")
+    ctx.say(f"  same with   : {equivalents.keygen(ref, result.spec, result.label, result.id)}")
     return EXIT_OK
 
 
@@ -138,6 +139,8 @@ def cmd_csr(ctx: Any) -> int:
     parse_subject(args.subject)  # bad input fails before the PIN is asked for
     for s in args.san:
         parse_san(s)
+    if args.out and os.path.exists(args.out) and not args.force:
+        raise E.InputError(f"{args.out} exists; nothing was done.", "Choose another file name, or add --force.")
     ref = _token_and_login(ctx)
     result: CsrResult = _wait(ctx, _lifecycle(ctx).csr(ref, label=args.label, obj_id=args.id, subject=args.subject,
                                                        sans=tuple(args.san)), "make a certificate request")
@@ -248,7 +251,7 @@ def cmd_verify(ctx: Any) -> int:
         listing = _wait(ctx, ctx.service.list_objects(ref), "list the objects")
         spki = leaf.public_key().public_bytes(serialization.Encoding.DER,
                                               serialization.PublicFormat.SubjectPublicKeyInfo)
-        token_spki = _token_key_spki(listing, spki)
+        token_spki = spki if _token_has_key(listing, spki) else None
     report = verify_certificate(leaf, cas, inter, purpose=args.purpose, token_spki=token_spki,
                                 check_token_key=check_key)
     if ctx.json:
@@ -267,19 +270,13 @@ def cmd_verify(ctx: Any) -> int:
     return EXIT_OK if report.ok else 1
 
 
-def _token_key_spki(listing: Any, spki: bytes) -> bytes | None:
-    """The SubjectPublicKeyInfo of the token key equal to ``spki`` (private keys, or public keys
-    without login), or None."""
-    from cert_desk.pkcs11.lifecycle import key_spkis
+def _token_has_key(listing: Any, spki: bytes) -> bool:
+    """A key with this public key is on the token (a private key; without login, a public key)."""
     from cert_desk.x509.keys import spki_sha256
 
     digest = spki_sha256(spki)
-    if digest in key_spkis(listing):
-        return spki
-    for o in listing.objects:
-        if o.class_name in ("public_key", "private_key") and o.public_key_sha256 == digest:
-            return spki
-    return None
+    return any(o.class_name in ("public_key", "private_key") and o.public_key_sha256 == digest
+               for o in listing.objects)
 
 
 # ------------------------------------------------------------------ local CA
@@ -367,7 +364,7 @@ def cmd_openssl_config(ctx: Any) -> int:
     ref = _token_and_login(ctx)
     listing = _wait(ctx, ctx.service.list_objects(ref), "list the objects")
     key = find_private_key(listing, label=args.label, obj_id=args.id)
-    has_cert = any(o.class_name == "certificate" and o.id == key.id for o in listing.objects)
+    has_cert = bool(key.id) and any(o.class_name == "certificate" and o.id == key.id for o in listing.objects)
     key_ref = OpensslKeyRef(module=ref.module, token_label=ref.label, token_serial=ref.serial, slot_id=ref.slot_id,
                             key_label=key.label, key_id=key.id, uri=key.uri, has_certificate=has_cert)
     conf_path = os.path.abspath(args.out)

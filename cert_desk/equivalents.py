@@ -103,8 +103,9 @@ def write_certificate(ref: TokenRef, der_path: str, object_id: bytes, label: str
 
 def csr(key_uri: str, subject: str, out: str) -> str:
     """The seed's way: OpenSSL with libp11's engine, configured through OPENSSL_CONF."""
+    # -utf8: openssl reads -subj as Latin-1 otherwise (cert-desk writes the subject as UTF-8)
     return "OPENSSL_CONF=engine.cnf " + _join(["openssl", "req", "-new", "-engine", "pkcs11", "-keyform", "engine",
-                                               "-key", key_uri, "-subj", subject, "-sha256", "-out", out])
+                                               "-key", key_uri, "-utf8", "-subj", subject, "-sha256", "-out", out])
 
 
 def ca_sign(ca_cert: str, ca_key: str, csr_path: str, out: str, profile: str) -> str:

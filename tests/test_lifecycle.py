@@ -457,3 +457,80 @@ def test_import_fuzzed_certificates_only_good_ones_land(softhsm: SoftHsm, token:
         life.delete(ref, key.id, frozenset({"cert"})).result()
 
     one()
+
+
+# ------------------------------------------------------------------ found in review
+
+
+def test_a_certificate_twice_in_the_file_is_written_once(cli: Cli, softhsm: SoftHsm, token: str, tmp_path: Path,
+                                                        ca_dir: tuple[Path, Path]) -> None:
+    """'cat leaf.pem fullchain.pem > bundle.pem' holds the leaf twice."""
+    key_id = str(keygen(cli, softhsm, token, "ec:prime256v1", "twice")["id"])
+    csr = tmp_path / "twice.csr"
+    run(cli, softhsm, token, "csr", "--id", key_id, "--subject", "/CN=twice", "--out", str(csr))
+    leaf = tmp_path / "twice.pem"
+    assert cli("ca", "sign", "--ca-cert", str(ca_dir[0]), "--ca-key", str(ca_dir[1]), "--in", str(csr),
+               "--out", str(leaf)).returncode == 0
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes((leaf.read_bytes() + ca_dir[0].read_bytes()) * 2)
+    run(cli, softhsm, token, "import", "--in", str(bundle), "--with-chain")
+    certs = [o for o in objects(softhsm, token) if o.cls == "certificate"]
+    assert sorted(certs) == sorted([RefObject("certificate", "twice", key_id), RefObject("certificate", "Test CA", "")])
+
+
+def test_a_key_without_an_id_gets_no_automatic_fix(cli: Cli, softhsm: SoftHsm, token: str, tmp_path: Path,
+                                                   ca_dir: tuple[Path, Path]) -> None:
+    softhsm.tool("--token-label", token, "--keypairgen", "--key-type", "rsa:2048", "--label", "noid", pin=USER_PIN)
+    pub = tmp_path / "noid.pub"
+    softhsm.tool("--token-label", token, "--read-object", "--type", "pubkey", "--label", "noid", "-o", str(pub))
+    ca_key = serialization.load_pem_private_key(ca_dir[1].read_bytes(), None)
+    ca_cert = x509.load_pem_x509_certificate(ca_dir[0].read_bytes())
+    cert = local_ca.issue(ca_key, ca_cert, serialization.load_der_public_key(pub.read_bytes()),  # type: ignore[arg-type]
+                          x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "noid")]))
+    der = tmp_path / "noid.der"
+    der.write_bytes(cert.public_bytes(serialization.Encoding.DER))
+    softhsm.tool("--token-label", token, "--write-object", str(der), "--type", "cert", "--label", "noid",
+                 pin=USER_PIN)
+    before = objects(softhsm, token)
+    r = run(cli, softhsm, token, "doctor", "--json", ok=False)
+    finding = next(f for f in json.loads(r.stdout)["findings"] if f["code"] == "certificate-id-mismatch")
+    assert finding["new_id"] is None and "has no CKA_ID" in finding["message"]
+    run(cli, softhsm, token, "doctor", "--fix", ok=False)
+    assert objects(softhsm, token) == before
+
+
+def test_a_refused_fix_never_leaves_two_certificates(softhsm: SoftHsm, token: str, service: object) -> None:
+    """A certificate the token will neither change nor destroy (CKA_MODIFIABLE and CKA_DESTROYABLE false,
+    as some cards make them): the fix fails with a reason, and does not pile up copies."""
+    from pkcs11 import Attribute
+    from pkcs11.attributes import AttributeMapper
+
+    from cert_desk import errors as E
+    from cert_desk.models import TokenSelector
+    from cert_desk.pkcs11 import lifecycle as L
+    from cert_desk.pkcs11.module import LoadedModule, session_handle
+    from cert_desk.secrets import Secret
+    from cert_desk.services.lifecycle import LifecycleService
+    from cert_desk.services.tokens import TokenService
+
+    assert isinstance(service, TokenService)
+    ref = service.find_token(TokenSelector(label=token), [softhsm.module])
+    service.login(ref, Secret(USER_PIN, "test")).result()
+    life = LifecycleService(service)
+    key = life.generate(ref, "ec:prime256v1", label="k", obj_id=b"\x01").result()
+    ca_key, ca_cert = local_ca.make_root(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "CA")]))
+    leaf = local_ca.issue(ca_key, ca_cert, serialization.load_der_public_key(key.public_key_der),  # type: ignore[arg-type]
+                          x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "stuck")]))
+    mapper = AttributeMapper()
+
+    def write_stuck(m: LoadedModule) -> int:
+        template = L._certificate_template(leaf, label="wrong", obj_id=b"\x99")
+        template += [(int(a), mapper.pack_attribute(a, False)) for a in (Attribute.MODIFIABLE, Attribute.DESTROYABLE)]
+        with m.operation("write a stuck certificate", ref.slot_id):
+            return m.ck.create_object(session_handle(m.pkcs11_session(ref)), template)
+
+    service.run(ref.module, write_stuck, "write").result()
+    for _ in range(2):
+        with pytest.raises(E.TokenError):
+            life.doctor(ref, fix=True).result()
+        assert [o.label for o in objects(softhsm, token) if o.cls == "certificate"] == ["wrong"]

@@ -231,10 +231,10 @@ def test_load_refuses_unreadable_files(tmp_path: Path) -> None:
     paths = init_ca(tmp_path / "ca", _name("Files CA"))
     garbage = tmp_path / "garbage"
     garbage.write_bytes(b"-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n")
-    with pytest.raises(InputError, match="is not a certificate"):
+    with pytest.raises(InputError, match="is not a usable CA certificate"):
         load_ca(garbage, paths.key)
     garbage.write_bytes(os.urandom(300))
-    with pytest.raises(InputError, match="is not a certificate"):
+    with pytest.raises(InputError, match="is not a usable CA certificate"):
         load_ca(garbage, paths.key)
     with pytest.raises(InputError, match="is not a private key"):
         load_ca(paths.cert, garbage)

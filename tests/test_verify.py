@@ -505,3 +505,34 @@ def test_damaged_certificates_give_a_report_or_an_input_error(data: st.DataObjec
 def test_unknown_purpose_is_an_input_error(root: tuple[Key, x509.Certificate]) -> None:
     with pytest.raises(InputError, match="purpose 'tls'"):
         verify_certificate(root[1], purpose="tls")
+
+
+def test_an_intermediate_given_as_the_ca_is_not_enough(tmp_path: Path) -> None:
+    """cryptography trusts whatever is in its store; openssl (without -partial_chain) wants a root."""
+    root_key = _ec()
+    now = datetime.now(UTC) - timedelta(minutes=5)
+    root_cert = (x509.CertificateBuilder().subject_name(_name("Root")).issuer_name(_name("Root"))
+                 .public_key(root_key.public_key()).serial_number(x509.random_serial_number())
+                 .not_valid_before(now).not_valid_after(now + timedelta(days=900))
+                 .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                 .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+                                critical=True)
+                 .add_extension(x509.SubjectKeyIdentifier.from_public_key(root_key.public_key()), critical=False)
+                 .sign(root_key, hashes.SHA256()))
+    inter_key = _ec()
+    inter = (x509.CertificateBuilder().subject_name(_name("Inter")).issuer_name(root_cert.subject)
+             .public_key(inter_key.public_key()).serial_number(x509.random_serial_number())
+             .not_valid_before(now).not_valid_after(now + timedelta(days=300))
+             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+             .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+             .add_extension(x509.SubjectKeyIdentifier.from_public_key(inter_key.public_key()), critical=False)
+             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key()),  # type: ignore[arg-type]
+                            critical=False)
+             .sign(root_key, hashes.SHA256()))
+    leaf = local_ca.issue(inter_key, inter, _ec().public_key(), _name("leaf"), sans=[x509.DNSName("a.example")])
+    theirs = openssl_verify(tmp_path, leaf, [inter])
+    ours = verify_certificate(leaf, [inter])
+    assert not theirs.ok and 2 in theirs.errors
+    assert not ours.ok and "an intermediate CA, not at a root" in _message(ours, "chain")
+    assert openssl_verify(tmp_path, leaf, [root_cert], [inter]).ok
+    assert verify_certificate(leaf, [root_cert], [inter]).ok

@@ -12,12 +12,13 @@ import contextlib
 import os
 import subprocess
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from asn1crypto import csr as asn1_csr
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
@@ -547,3 +548,21 @@ def test_mutated_certificates_load_or_are_refused(samples: list[bytes], data: st
         else:
             blob += data.draw(st.text(min_size=1, max_size=64)).encode("utf-8", "surrogatepass")
     _usable_or_refused(bytes(blob))
+
+
+def test_a_damaged_begin_line_between_blocks_is_refused(tmp_path: Path) -> None:
+    """leaf + intermediate (its BEGIN line one dash short) + root: never two certificates without a word."""
+    from cryptography.hazmat.primitives.asymmetric import ec as _ec
+
+    pems = []
+    for cn in ("leaf", "inter", "root"):
+        key = _ec.generate_private_key(_ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+        now = datetime.now(UTC)
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                .serial_number(x509.random_serial_number()).not_valid_before(now)
+                .not_valid_after(now + timedelta(days=1)).sign(key, hashes.SHA256()))
+        pems.append(cert.public_bytes(serialization.Encoding.PEM))
+    pems[1] = pems[1].replace(b"-----BEGIN CERTIFICATE-----", b"-----BEGIN CERTIFICATE----", 1)
+    with pytest.raises(InputError, match="damaged PEM line between blocks 1 and 2"):
+        bundle.load_certificates(b"".join(pems))

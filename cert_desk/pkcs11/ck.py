@@ -230,15 +230,6 @@ class RawSlotInfo:
     firmware_version: tuple[int, int]
 
 
-def encode_ulong(value: int) -> bytes:
-    """A CK_ULONG attribute value, in this platform's size and byte order."""
-    return bytes(CK_ULONG(value))
-
-
-def encode_bool(value: bool) -> bytes:
-    return b"\x01" if value else b"\x00"
-
-
 def _text(raw: bytes) -> str:
     # Fixed-width, blank-padded UTF-8 fields; some modules pad with NULs instead.
     return raw.decode("utf-8", errors="replace").rstrip(" \x00")
@@ -459,7 +450,7 @@ class CkFunctions:
         return tpl, buffers
 
     def create_object(self, session: int, values: Sequence[tuple[int, bytes]]) -> int:
-        """C_CreateObject from encoded attribute values (see :func:`encode_ulong`, :func:`encode_bool`)."""
+        """C_CreateObject from encoded attribute values (python-pkcs11's AttributeMapper encodes them)."""
         tpl, _buffers = self._template(values)
         handle = CK_ULONG()
         self._check("C_CreateObject", session, tpl, len(values), byref(handle))

@@ -49,7 +49,7 @@ class KeySpec:
                              "Use rsa:2048, rsa:3072, rsa:4096, ec:prime256v1, ec:secp384r1 or ec:secp521r1.")
         kind, arg = m.group(1).lower(), m.group(2)
         if kind == "rsa":
-            if not arg.isdigit() or not 1024 <= int(arg) <= 16384:
+            if not arg.isdigit() or int(arg) > 16384:
                 raise InputError(f"RSA key size {arg!r} is not a number of bits between 2048 and 16384.")
             if int(arg) < 2048:
                 raise InputError(f"RSA keys of {arg} bits are too weak: browsers, CAs and OpenSSL's default "
@@ -59,6 +59,13 @@ class KeySpec:
         if curve is None:
             raise InputError(f"Unknown curve {arg!r}.", "Use prime256v1, secp384r1 or secp521r1.")
         return cls("ec", _CRYPTO_CURVES[curve].key_size, curve)
+
+    @property
+    def canonical(self) -> str:
+        """As ``--type`` and the Keys pane spell it (``ec:p-256`` is ``ec:prime256v1``)."""
+        if self.kind == "rsa":
+            return f"rsa:{self.bits}"
+        return "ec:prime256v1" if self.curve == "secp256r1" else f"ec:{self.curve}"
 
     def describe(self) -> str:
         if self.kind == "rsa":
@@ -115,22 +122,23 @@ def public_key_of(pub: pkcs11.PublicKey) -> rsa.RSAPublicKey | ec.EllipticCurveP
 
 
 def pkcs11_tool_id(public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey) -> bytes:
-    """The CKA_ID ``pkcs11-tool --keypairgen`` gives when none is asked for: SHA-1 of the
-    RSA modulus, or of the EC point (uncompressed), as OpenSC computes it."""
+    """The CKA_ID OpenSC gives a key it generates on a card when none is asked for (pkcs15-init's
+    intrinsic ID, which ``pkcs11-tool --keypairgen`` shows there): SHA-1 of the RSA modulus, or of
+    the X coordinate of the EC point (PKCS#15 v1.1; OpenSC's select_intrinsic_id)."""
     if isinstance(public_key, rsa.RSAPublicKey):
         n = public_key.public_numbers().n
         data = n.to_bytes((n.bit_length() + 7) // 8, "big")
     else:
-        data = public_key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+        point = public_key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+        data = point[1: 1 + (len(point) - 1) // 2]
     return hashlib.sha1(data).digest()  # noqa: S324 - an identifier, as OpenSC makes it
 
 
-def write_certificate(session: pkcs11.Session, cert: x509.Certificate, *, label: str, obj_id: bytes
-                      ) -> pkcs11.Object:
-    """Store ``cert`` on the token as ``pkcs11-tool --write-object --type cert`` does."""
+def certificate_template(cert: x509.Certificate, *, label: str, obj_id: bytes) -> dict[Attribute, object]:
+    """The attributes ``pkcs11-tool --write-object --type cert`` writes (CKA_ID only when there is one)."""
     der = cert.public_bytes(serialization.Encoding.DER)
     serial = asn1_core.Integer(cert.serial_number).dump()
-    template = {
+    template: dict[Attribute, object] = {
         Attribute.CLASS: ObjectClass.CERTIFICATE,
         Attribute.CERTIFICATE_TYPE: pkcs11.CertificateType.X_509,
         Attribute.TOKEN: True,
@@ -143,4 +151,10 @@ def write_certificate(session: pkcs11.Session, cert: x509.Certificate, *, label:
     }
     if obj_id:
         template[Attribute.ID] = obj_id
-    return session.create_object(template)
+    return template
+
+
+def write_certificate(session: pkcs11.Session, cert: x509.Certificate, *, label: str, obj_id: bytes
+                      ) -> pkcs11.Object:
+    """Store ``cert`` on the token as ``pkcs11-tool --write-object --type cert`` does."""
+    return session.create_object(certificate_template(cert, label=label, obj_id=obj_id))

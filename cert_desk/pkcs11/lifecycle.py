@@ -15,13 +15,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import pkcs11
+import pkcs11.exceptions as p11x
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pkcs11 import Attribute
+from pkcs11.attributes import AttributeMapper
 
 from cert_desk import errors as E
 from cert_desk.models import (
@@ -38,8 +42,14 @@ from cert_desk.models import (
     TokenRef,
 )
 from cert_desk.pkcs11 import constants as C
-from cert_desk.pkcs11.ck import CkError, encode_bool, encode_ulong
-from cert_desk.pkcs11.keygen import KeySpec, generate_key_pair, pkcs11_tool_id, public_key_of
+from cert_desk.pkcs11.ck import CkError
+from cert_desk.pkcs11.keygen import (
+    KeySpec,
+    certificate_template,
+    generate_key_pair,
+    pkcs11_tool_id,
+    public_key_of,
+)
 from cert_desk.pkcs11.module import LoadedModule, session_handle
 from cert_desk.pkcs11.signing import plan_signature, sign
 from cert_desk.x509.csr import build_csr
@@ -47,13 +57,12 @@ from cert_desk.x509.keys import spki_sha256
 
 log = logging.getLogger(__name__)
 
+PublicKeyType = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+
 KEY_SPECS = ("rsa:2048", "rsa:3072", "rsa:4096", "ec:prime256v1", "ec:secp384r1", "ec:secp521r1")
 CKM_RSA_PKCS_KEY_PAIR_GEN = 0x0
 CKM_EC_KEY_PAIR_GEN = 0x1040
 
-CKA_CLASS, CKA_TOKEN, CKA_PRIVATE, CKA_LABEL, CKA_VALUE = 0x0, 0x1, 0x2, 0x3, 0x11
-CKA_CERTIFICATE_TYPE, CKA_ISSUER, CKA_SERIAL_NUMBER, CKA_SUBJECT, CKA_ID = 0x80, 0x81, 0x82, 0x101, 0x102
-CKC_X_509 = 0
 # C_SetAttributeValue refusals after which a certificate is rewritten instead of changed
 _READ_ONLY = (0x10, 0x1B, 0xD1)  # CKR_ATTRIBUTE_READ_ONLY, CKR_ACTION_PROHIBITED, CKR_TEMPLATE_INCONSISTENT
 
@@ -108,7 +117,7 @@ def generate(m: LoadedModule, ref: TokenRef, spec_text: str, *, label: str, obj_
     if not label:
         raise E.InputError("A key needs a label.", "Give it a name, such as the user or the purpose.")
     _require_login(m, ref, "generate a key pair")
-    choice = next((c for c in key_choices(m.mechanisms(ref.slot_id)) if c.spec == spec_text.lower().strip()), None)
+    choice = next((c for c in key_choices(m.mechanisms(ref.slot_id)) if c.spec == spec.canonical), None)
     if choice is not None and not choice.allowed:
         raise E.UnsupportedMechanismError(f"{ref.describe()} cannot generate {choice.description} keys: "
                                           f"{choice.reason}.", operation="generate a key pair")
@@ -126,23 +135,36 @@ def generate(m: LoadedModule, ref: TokenRef, spec_text: str, *, label: str, obj_
     with m.operation("generate a key pair", ref.slot_id):
         pub, priv = generate_key_pair(session, spec, label=label, obj_id=obj_id)
         public_key = public_key_of(pub)
-        source = "as asked"
-        if obj_id is None:
-            wanted = pkcs11_tool_id(public_key)
-            try:
-                pub[Attribute.ID] = wanted
-                priv[Attribute.ID] = wanted
-                source = "SHA-1 of the public key, as pkcs11-tool makes it"
-            except Exception as e:  # the card chooses its own IDs (OpenSC's emulated cards do)
-                log.info("the token kept its own CKA_ID: %s", type(e).__name__)
-                source = "chosen by the token"
-            final_id = bytes(pub[Attribute.ID] or b"")
-        else:
-            final_id = obj_id
+        final_id, source = (obj_id, "as asked") if obj_id is not None else _default_id(pub, priv, public_key)
     seconds = time.monotonic() - t0
     spki = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     log.info("generated %s key %r on %s in %.1f s", spec.describe(), label, ref.describe(), seconds)
-    return GeneratedKey(ref, spec_text, label, final_id, source, spki, seconds, m.list_objects(ref))
+    return GeneratedKey(ref, spec.canonical, label, final_id, source, spki, seconds, m.list_objects(ref))
+
+
+def _default_id(pub: pkcs11.PublicKey, priv: pkcs11.PrivateKey, public_key: PublicKeyType) -> tuple[bytes, str]:
+    """The new pair's CKA_ID when none was asked for.
+
+    A token that chose one itself (OpenSC's cards: the PKCS#15 intrinsic ID) keeps it; a token
+    that left none (SoftHSM2) gets the same intrinsic ID, set on the private key first and then on
+    the public key; if the public key refuses, the private key gets its old ID back, so the pair
+    never ends up with two different IDs.
+    """
+    chosen = bytes(priv[Attribute.ID] or b"")
+    if chosen:
+        return chosen, "chosen by the token"
+    wanted = pkcs11_tool_id(public_key)
+    try:
+        priv[Attribute.ID] = wanted
+    except p11x.PKCS11Error as e:
+        log.warning("the token refused a CKA_ID for the new key: %s", type(e).__name__)
+        return b"", "none: the token refused to give the key an ID"
+    try:
+        pub[Attribute.ID] = wanted
+    except p11x.PKCS11Error:
+        priv[Attribute.ID] = chosen
+        raise
+    return wanted, "SHA-1 of the public key, as OpenSC makes it"
 
 
 # ------------------------------------------------------------------ keys and their public keys
@@ -152,12 +174,11 @@ def key_spkis(listing: ObjectListing) -> dict[str, ObjectInfo]:
     """SHA-256 of SubjectPublicKeyInfo -> the private key it belongs to.
 
     A private key's own public key when it reveals it (RSA), else that of the public key
-    object with the same CKA_ID (EC private keys do not reveal theirs).
+    object with the same CKA_ID (EC private keys do not reveal theirs); for a key without a
+    CKA_ID (pkcs11-tool leaves SoftHSM2 keys so), the public key without an ID and with the same
+    label, when there is exactly one.
     """
-    pubs: dict[bytes, list[ObjectInfo]] = {}
-    for o in listing.objects:
-        if o.object_class == C.CKO_PUBLIC_KEY and o.public_key_sha256:
-            pubs.setdefault(o.id, []).append(o)
+    pubs = [o for o in listing.objects if o.object_class == C.CKO_PUBLIC_KEY and o.public_key_sha256]
     out: dict[str, ObjectInfo] = {}
     for o in listing.objects:
         if o.object_class != C.CKO_PRIVATE_KEY:
@@ -165,13 +186,15 @@ def key_spkis(listing: ObjectListing) -> dict[str, ObjectInfo]:
         if o.public_key_sha256:
             out.setdefault(o.public_key_sha256, o)
             continue
-        for pub in pubs.get(o.id, []) if o.id else []:
-            assert pub.public_key_sha256 is not None
-            out.setdefault(pub.public_key_sha256, o)
+        mates = [p for p in pubs if p.id == o.id] if o.id else [p for p in pubs if not p.id and p.label == o.label]
+        if o.id or len(mates) == 1:
+            for pub in mates:
+                assert pub.public_key_sha256 is not None
+                out.setdefault(pub.public_key_sha256, o)
     return out
 
 
-def _public_key_der(listing: ObjectListing, key: ObjectInfo) -> bytes:
+def public_key_der(listing: ObjectListing, key: ObjectInfo) -> bytes:
     if key.public_key_der:
         return key.public_key_der
     for o in listing.objects:
@@ -216,7 +239,7 @@ def make_csr(m: LoadedModule, ref: TokenRef, *, label: str | None, obj_id: bytes
             f"The key {key.label!r} asks for the PIN again before every signature (CKA_ALWAYS_AUTHENTICATE); "
             "cert-desk cannot sign requests with such keys yet.",
             "Use the token's other key for authentication certificates, or pkcs11-tool / OpenSSL for this one.")
-    spki = _public_key_der(listing, key)
+    spki = public_key_der(listing, key)
     plan = plan_signature(key.key_type, m.mechanisms(ref.slot_id))
     handle = session_handle(m.pkcs11_session(ref))
     with m.operation("sign the request", ref.slot_id):
@@ -237,9 +260,17 @@ KIND_CLASSES = {"privkey": C.CKO_PRIVATE_KEY, "pubkey": C.CKO_PUBLIC_KEY, "cert"
 
 
 def delete_targets(listing: ObjectListing, obj_id: bytes, kinds: frozenset[str] | None) -> tuple[ObjectInfo, ...]:
-    """What ``delete`` would remove: the objects with ``obj_id`` of the ``kinds`` (all three by default)."""
+    """What ``delete`` would remove: the objects with ``obj_id`` of the ``kinds`` (all three by default),
+    in the order they are deleted (see :func:`_deletion_order`)."""
     classes = {KIND_CLASSES[k] for k in (kinds or KIND_CLASSES)}
-    return tuple(o for o in listing.objects if o.id == obj_id and o.object_class in classes)
+    return _deletion_order(o for o in listing.objects if o.id == obj_id and o.object_class in classes)
+
+
+def _deletion_order(objects: Iterable[ObjectInfo]) -> tuple[ObjectInfo, ...]:
+    """Certificates first, private keys last: when the token refuses half-way, what is left is the
+    part that cannot be made again, not orphaned certificates of a key that is gone."""
+    rank = {C.CKO_CERTIFICATE: 0, C.CKO_PUBLIC_KEY: 1, C.CKO_PRIVATE_KEY: 2}
+    return tuple(sorted(objects, key=lambda o: rank.get(o.object_class, 1)))
 
 
 def delete(m: LoadedModule, ref: TokenRef, obj_id: bytes, kinds: frozenset[str] | None, *,
@@ -277,26 +308,45 @@ def delete(m: LoadedModule, ref: TokenRef, obj_id: bytes, kinds: frozenset[str] 
     return DeleteResult(ref, tuple(gone), m.list_objects(ref))
 
 
+def _same(a: ObjectInfo, b: ObjectInfo) -> bool:
+    """The same token object, judged by what identifies it (handles change with sessions)."""
+    if (a.object_class, a.id, a.label) != (b.object_class, b.id, b.label):
+        return False
+    if a.certificate is not None or b.certificate is not None:
+        return a.certificate is not None and b.certificate is not None and a.certificate.der == b.certificate.der
+    return a.public_key_sha256 == b.public_key_sha256
+
+
+def delete_objects(m: LoadedModule, ref: TokenRef, targets: Sequence[ObjectInfo]) -> DeleteResult:
+    """Delete exactly these objects (found again by class, ID, label and content, not by ID alone:
+    a renewed certificate may share its key's ID with the one it replaces)."""
+    _require_login(m, ref, "delete objects")
+    listing = m.list_objects(ref)
+    found: list[ObjectInfo] = []
+    for t in targets:
+        now = next((o for o in listing.objects if _same(o, t)), None)
+        if now is None:
+            raise E.ConflictError(f"The {t.class_name.replace('_', ' ')} {t.label!r} is no longer on "
+                                  f"{ref.describe()}; nothing was deleted.", "Look at the token again.")
+        found.append(now)
+    handle = session_handle(m.pkcs11_session(ref))
+    for o in _deletion_order(found):
+        with m.operation(f"delete the {o.class_name.replace('_', ' ')} {o.label!r}", ref.slot_id):
+            m.ck.destroy_object(handle, o.handle)
+        log.info("deleted %s %r (ID %s) on %s", o.class_name, o.label, o.id_hex, ref.describe())
+    return DeleteResult(ref, tuple(found), m.list_objects(ref))
+
+
 # ------------------------------------------------------------------ import
 
 
-def _certificate_template(cert: x509.Certificate, *, label: str, obj_id: bytes) -> list[tuple[int, bytes]]:
-    from asn1crypto import core as asn1_core
-
-    values = [
-        (CKA_CLASS, encode_ulong(C.CKO_CERTIFICATE)),
-        (CKA_CERTIFICATE_TYPE, encode_ulong(CKC_X_509)),
-        (CKA_TOKEN, encode_bool(True)),
-        (CKA_PRIVATE, encode_bool(False)),
-        (CKA_LABEL, label.encode("utf-8")),
-        (CKA_SUBJECT, cert.subject.public_bytes()),
-        (CKA_ISSUER, cert.issuer.public_bytes()),
-        (CKA_SERIAL_NUMBER, asn1_core.Integer(cert.serial_number).dump()),
-        (CKA_VALUE, cert.public_bytes(serialization.Encoding.DER)),
-    ]
-    if obj_id:
-        values.append((CKA_ID, obj_id))
-    return values
+def _certificate_template(cert: x509.Certificate, *, label: str, obj_id: bytes,
+                          private: bool = False) -> list[tuple[int, bytes]]:
+    """keygen.certificate_template, encoded for C_CreateObject by python-pkcs11's own mapper."""
+    template = certificate_template(cert, label=label, obj_id=obj_id)
+    template[Attribute.PRIVATE] = private
+    mapper = AttributeMapper()
+    return [(int(k), mapper.pack_attribute(k, v)) for k, v in template.items()]
 
 
 def _cn(cert: x509.Certificate) -> str:
@@ -339,7 +389,8 @@ def import_certificates(m: LoadedModule, ref: TokenRef, ders: Sequence[bytes], *
     on_token = {o.certificate.der: o for o in listing.objects if o.certificate is not None}
     leaves: list[tuple[x509.Certificate, ObjectInfo]] = []
     others: list[x509.Certificate] = []
-    for cert in certs:
+    unique = {c.public_bytes(serialization.Encoding.DER): c for c in certs}  # 'cat leaf.pem fullchain.pem'
+    for cert in unique.values():
         spki = cert.public_key().public_bytes(serialization.Encoding.DER,
                                               serialization.PublicFormat.SubjectPublicKeyInfo)
         key = owners.get(spki_sha256(spki))
@@ -373,6 +424,9 @@ def import_certificates(m: LoadedModule, ref: TokenRef, ders: Sequence[bytes], *
                 "Import it anyway only if you know why (--allow-expired); better, renew it.")
         if cert.not_valid_before_utc > now:
             notes.append(f"{_cn(cert)!r} is valid only from {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC.")
+        if not key.id:
+            notes.append(f"The key {key.label!r} has no CKA_ID, so its certificate was written without one: browsers "
+                         "cannot pair them. Give the key an ID (or generate a new key with cert-desk).")
         writes.append(_Write(cert, label or key.label, key.id, f"certificate {_cn(cert)!r} for key {key.label!r}"))
     extra = [c for c in others if c.public_bytes(serialization.Encoding.DER) not in on_token]
     if with_chain:
@@ -391,20 +445,25 @@ def import_certificates(m: LoadedModule, ref: TokenRef, ders: Sequence[bytes], *
 def _write_all(m: LoadedModule, ref: TokenRef, writes: Sequence[_Write]) -> set[int]:
     """Create every certificate object, or none: a failure removes what this call wrote."""
     handle = session_handle(m.pkcs11_session(ref))
-    done: list[int] = []
+    done: list[tuple[int, _Write]] = []
     try:
         for w in writes:
             with m.operation(f"write the {w.what}", ref.slot_id):
-                done.append(m.ck.create_object(handle, _certificate_template(w.cert, label=w.label, obj_id=w.obj_id)))
+                done.append((m.ck.create_object(handle, _certificate_template(w.cert, label=w.label,
+                                                                              obj_id=w.obj_id)), w))
             log.info("wrote %s on %s", w.what, ref.describe())
-    except E.CertDeskError:
-        for h in reversed(done):
+    except E.CertDeskError as err:
+        stuck = []
+        for h, w in reversed(done):
             try:
                 m.ck.destroy_object(handle, h)
             except CkError as e:
-                log.warning("could not remove a certificate written before the failure: %s", e)
+                log.warning("could not remove the %s written before the failure: %s", w.what, e)
+                stuck.append(w.what)
+        if stuck:
+            err.message += f" The {', '.join(stuck)} written before the failure could not be removed again."
         raise
-    return set(done)
+    return {h for h, _w in done}
 
 
 # ------------------------------------------------------------------ the pairing doctor
@@ -444,7 +503,14 @@ def diagnose(listing: ObjectListing) -> tuple[DoctorFinding, ...]:
                 "no private key on this token.", certificate=o.handle))
             continue
         with_cert.add(key.handle)
-        if o.id != key.id or not o.id:
+        if not key.id:
+            findings.append(DoctorFinding(
+                "error", "certificate-id-mismatch",
+                f"The certificate {o.label!r} belongs to the private key {key.label!r}, which has no CKA_ID: "
+                "browsers and OpenSSL pair certificates with keys by ID, so they will not use them together.",
+                "none automatic: give the key (and its public key) an ID, or generate a new key with cert-desk",
+                o.handle))
+        elif o.id != key.id:
             findings.append(DoctorFinding(
                 "error", "certificate-id-mismatch",
                 f"The certificate {o.label!r} has ID {o.id_hex or 'none'}, but it belongs to the private key "
@@ -482,18 +548,31 @@ def doctor(m: LoadedModule, ref: TokenRef, *, fix: bool = False) -> DoctorReport
 
 def _relabel(m: LoadedModule, ref: TokenRef, session: int, obj: ObjectInfo, *, new_id: bytes, new_label: str
              ) -> None:
-    values = [(CKA_ID, new_id), (CKA_LABEL, new_label.encode("utf-8"))]
+    """Give a certificate object another CKA_ID and label: changed in place, or (tokens that refuse
+    to change it) written again and the old one removed; when the old one cannot be removed either,
+    the new copy is removed too, so a refused fix never leaves two certificates."""
+    mapper = AttributeMapper()
+    values = [(int(Attribute.ID), mapper.pack_attribute(Attribute.ID, new_id)),
+              (int(Attribute.LABEL), mapper.pack_attribute(Attribute.LABEL, new_label))]
     try:
-        m.ck.set_attributes(session, obj.handle, values)
+        with m.operation("change the certificate's ID", ref.slot_id):
+            m.ck.set_attributes(session, obj.handle, values)
         return
-    except CkError as e:
-        if e.ckr not in _READ_ONLY:
-            with m.operation("change the certificate's ID", ref.slot_id):
-                raise
-        log.info("the token will not change the certificate's attributes (%s): writing it again", e)
+    except E.TokenError as err:
+        if err.ckr not in _READ_ONLY:
+            raise
+        log.info("the token will not change the certificate's attributes (%s): writing it again", err.ckr_name)
     assert obj.certificate is not None
     cert = x509.load_der_x509_certificate(obj.certificate.der)
     with m.operation("write the certificate with its key's ID", ref.slot_id):
-        m.ck.create_object(session, _certificate_template(cert, label=new_label, obj_id=new_id))
-    with m.operation("remove the certificate with the wrong ID", ref.slot_id):
-        m.ck.destroy_object(session, obj.handle)
+        copy = m.ck.create_object(session, _certificate_template(cert, label=new_label, obj_id=new_id,
+                                                                 private=bool(obj.private)))
+    try:
+        with m.operation("remove the certificate with the wrong ID", ref.slot_id):
+            m.ck.destroy_object(session, obj.handle)
+    except E.CertDeskError:
+        try:
+            m.ck.destroy_object(session, copy)
+        except CkError as e:
+            log.warning("could not remove the copy made for the fix: %s", e)
+        raise

@@ -365,7 +365,9 @@ def _csr_commands(ref: OpensslKeyRef, conf: str, key_args: list[str]) -> list[tu
     return [
         ("Make a certificate request signed by the key on the token: request.csr (change -subj to the name the "
          "certificate should carry)",
-         _with_conf(conf, ["openssl", "req", "-new", *key_args, "-subj", _subject(ref), "-out", "request.csr"])),
+         # -utf8: without it openssl reads -subj as Latin-1 and 'José' becomes 'JosÃ©'
+         _with_conf(conf, ["openssl", "req", "-new", *key_args, "-utf8", "-subj", _subject(ref),
+                           "-out", "request.csr"])),
         ("Check the request's signature", shlex.join(["openssl", "req", "-in", "request.csr", "-noout", "-verify"])),
     ]
 

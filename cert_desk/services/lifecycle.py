@@ -54,10 +54,10 @@ class LifecycleService:
         so bad input fails before anything is queued, and parsed again on the worker: only
         text crosses the thread boundary.
         """
+        san_texts = tuple(sans)  # first: a generator would be used up by the checks
         parse_subject(subject)
-        for s in sans:
+        for s in san_texts:
             parse_san(s)
-        san_texts = tuple(sans)
 
         def job(m: LoadedModule) -> CsrResult:
             return L.make_csr(m, ref, label=label, obj_id=obj_id, subject=parse_subject(subject),
@@ -76,6 +76,11 @@ class LifecycleService:
                expected: frozenset[int] | None = None) -> Future[DeleteResult]:
         return self.tokens.run(ref.module, lambda m: L.delete(m, ref, obj_id, kinds, expected=expected),
                                "delete objects")
+
+    def delete_objects(self, ref: TokenRef, targets: Sequence[ObjectInfo]) -> Future[DeleteResult]:
+        """Delete exactly ``targets`` (see :func:`L.delete_objects`)."""
+        chosen = tuple(targets)
+        return self.tokens.run(ref.module, lambda m: L.delete_objects(m, ref, chosen), "delete objects")
 
     def import_certificates(self, ref: TokenRef, certificates: Sequence[x509.Certificate], *,
                             label: str | None = None, with_chain: bool = False,

@@ -116,6 +116,11 @@ def _pem_blocks(data: bytes, where: str) -> list[_PemBlock]:
     while (begin := _BEGIN.search(data, pos)) is not None:
         label = begin.group(1).decode("ascii")
         number = len(blocks) + 1
+        between = data[pos:begin.start()]
+        if blocks and (b"-----BEGIN" in between or b"-----END" in between):
+            # a block whose BEGIN line is damaged: as 'text between blocks' a certificate would vanish silently
+            raise InputError(f"{where} has a damaged PEM line between blocks {number - 1} and {number}.",
+                             "Export or download the file again.")
         end_line = b"-----END " + begin.group(1) + b"-----"
         end = data.find(end_line, begin.end())
         following = data.find(b"-----BEGIN", begin.end())

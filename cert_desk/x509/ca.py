@@ -285,12 +285,14 @@ def _is_pem(data: bytes) -> bool:
 
 
 def _parse_certificate(path: Path, data: bytes) -> x509.Certificate:
+    """The CA certificate: the first of the file, checked as every certificate file is (bundle.py:
+    a duplicated extension or an unknown key algorithm is an InputError, not a crash)."""
+    from cert_desk.x509.bundle import load_certificates
+
     try:
-        if _is_pem(data):
-            return x509.load_pem_x509_certificate(data)
-        return x509.load_der_x509_certificate(data)
-    except ValueError as e:
-        raise InputError(f"{path} is not a certificate (PEM or DER), or it is damaged.",
+        return load_certificates(data, str(path)).certificates[0]
+    except InputError as e:
+        raise InputError(f"{path} is not a usable CA certificate: {e.message}",
                          "Give the CA certificate, for example DIR/ca.crt.") from e
 
 

@@ -415,7 +415,18 @@ def _check_chain(
     except ValueError as e:  # a CA or intermediate certificate cryptography cannot read
         raise InputError(f"A CA or intermediate certificate is malformed: {e}",
                          "Check the CA files; each must hold PEM or DER certificates.") from e
-    return tuple(c.subject.rfc4514_string() for c in built), []
+    names = tuple(c.subject.rfc4514_string() for c in built)
+    anchor = built[-1]
+    if anchor.subject != anchor.issuer:
+        # cryptography trusts every certificate in the store; openssl verify (without -partial_chain)
+        # and TLS servers want the chain to end at a self-signed root
+        return names, [Finding(
+            ERROR, "chain",
+            f"The chain ends at '{anchor.subject.rfc4514_string()}', an intermediate CA, not at a root: openssl "
+            "verify -x509_strict says 'unable to get issuer certificate' (error 2), and servers that trust the "
+            "root need the intermediate sent with the certificate.",
+            "Give the root CA certificate with --ca, and the intermediate with --untrusted.")]
+    return names, []
 
 
 def _readable(cert: x509.Certificate) -> None:
