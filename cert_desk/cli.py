@@ -509,7 +509,7 @@ def _watch_readers(ctx: Context) -> int:
     import time as _time
 
     from cert_desk.pcsc.readers import PcscSnapshot, ReaderEvent, not_answering
-    from cert_desk.pcsc.watch import ReaderWatcher
+    from cert_desk.pcsc.watch import STALL_S, ReaderWatcher
 
     changes: queue.SimpleQueue[tuple[PcscSnapshot, tuple[ReaderEvent, ...]]] = queue.SimpleQueue()
     watcher = ReaderWatcher(lambda snap, events: changes.put((snap, events))).start()
@@ -520,7 +520,7 @@ def _watch_readers(ctx: Context) -> int:
             try:
                 snap, events = changes.get(timeout=0.5)
             except queue.Empty:
-                late = watcher.late_by() >= PCSC_TIMEOUT - 1
+                late = watcher.late_by() >= STALL_S
                 if late == stalled:
                     continue
                 # a hung pcscd blocks the watcher without an error: say so, and when it answers again

@@ -24,6 +24,10 @@ Callback = Callable[[PcscSnapshot, tuple[ReaderEvent, ...]], None]
 
 #: What a snapshot may take before it counts as late (two calls to a local daemon).
 _SNAPSHOT_S = 0.5
+#: How late a call may be before pcscd counts as not answering. A call may have begun up to one
+#: wait (1 s) plus _SNAPSHOT_S before pcscd hung, and callers look twice a second: with 2.5 s the
+#: user hears of a hung pcscd within 5 s.
+STALL_S = 2.5
 
 
 def _shown(snap: PcscSnapshot) -> tuple[tuple[str, str], ...]:

@@ -168,7 +168,7 @@ class QtReaderWatcher(QObject):
 
     changed = Signal(object, object)
 
-    def __init__(self, parent: QObject | None = None, *, stall_s: float = 4.0) -> None:
+    def __init__(self, parent: QObject | None = None, *, stall_s: float | None = None) -> None:
         super().__init__(parent)
         from PySide6.QtCore import QTimer
 
@@ -176,7 +176,9 @@ class QtReaderWatcher(QObject):
 
         self._closed = False
         self._watcher = ReaderWatcher(self._emit)
-        self._stall_s = stall_s
+        from cert_desk.pcsc.watch import STALL_S
+
+        self._stall_s = STALL_S if stall_s is None else stall_s
         self.stalled = False
         self._timer = QTimer(self)
         self._timer.setInterval(500)
