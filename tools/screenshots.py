@@ -84,6 +84,10 @@ def main() -> int:
         window.devices.select_token(demo.DEMO_LABEL)
     wait(lambda: ctx.jobs.pending() == 0)
     shot(window, "devices")
+    if bed is not None:  # back to the demo token for the other pictures
+        window.devices.select_token(demo.DEMO_LABEL)
+        wait(lambda: pane.model.listing is not None and pane.model.listing.token.label == demo.DEMO_LABEL)
+        wait(lambda: ctx.jobs.pending() == 0)
 
     window.show_pane("Objects")
     pane.login_button.click()
@@ -109,9 +113,9 @@ def main() -> int:
     shot(window, "browser-view")
     pane.browser_button.click()
 
-    for name in ("Keys", "Certificates", "Browsers"):
-        window.show_pane(name)
-        shot(window, name.lower())
+    _lifecycle_shots(window, ctx, home, wait, shot)
+    window.show_pane("Browsers")
+    shot(window, "browsers")
     window.show_pane("Objects")
     window.close()
     ctx.shutdown()
@@ -119,6 +123,60 @@ def main() -> int:
         bed.stop_pcscd()
     del Qt
     return 0
+
+
+def _lifecycle_shots(window: object, ctx: object, home: Path, wait: object, shot: object) -> None:
+    """Keys and Certificates panes, the request dialog, the local CA dialog and the renewal wizard."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    from cert_desk.x509.ca import init_ca
+
+    w = window
+    w.show_pane("Keys")  # type: ignore[attr-defined]
+    keys = w.keys  # type: ignore[attr-defined]
+    wait(lambda: keys.type_combo.count() > 0)  # type: ignore[operator]
+    keys.table.setCurrentItem(keys.table.topLevelItem(0))
+    keys.run_doctor()
+    wait(lambda: keys.report is not None)  # type: ignore[operator]
+    keys.label_edit.setText("alice-2026")
+    shot(w, "keys")  # type: ignore[operator]
+
+    w.show_pane("Certificates")  # type: ignore[attr-defined]
+    certs = w.certificates  # type: ignore[attr-defined]
+    wait(lambda: certs.table.topLevelItemCount() > 0)  # type: ignore[operator]
+    certs.table.setCurrentItem(certs.table.topLevelItem(0))
+    shot(w, "certificates")  # type: ignore[operator]
+
+    ca = init_ca(home / "ca", x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Example"),
+                                         x509.NameAttribute(NameOID.COMMON_NAME, "Example CA")]),
+                 passphrase=b"demo passphrase")
+    key = next(o for o in certs.listing.objects if o.class_name == "private_key" and o.label == "demo-ec")
+    dialog = certs.new_request(key)
+    for attr, value in (("C", "GB"), ("O", "Example Ltd"), ("CN", "Jane Doe"), ("emailAddress", "jane@example.org")):
+        dialog.editor.edits[attr].setText(value)
+    dialog.editor.sans.setPlainText("email:jane@example.org")
+    dialog.make_button.click()
+    wait(lambda: dialog.csr is not None)  # type: ignore[operator]
+    shot(dialog, "csr-dialog")  # type: ignore[operator]
+    dialog.sign()
+    sign = dialog.sign_dialog
+    sign.ca_cert.setText(ca.cert)
+    sign.ca_key.setText(ca.key)
+    sign.passphrase.setText("demo passphrase")
+    sign.sign_button.click()
+    wait(lambda: sign.certificate is not None)  # type: ignore[operator]
+    shot(sign, "sign-dialog")  # type: ignore[operator]
+    sign.reject()
+    dialog.reject()
+
+    w.renew(certs.selected().obj)  # type: ignore[attr-defined]
+    wizard = w.dialog  # type: ignore[attr-defined]
+    wizard.next()
+    wait(lambda: wizard.key.type_combo.count() > 0)  # type: ignore[operator]
+    wizard.next()
+    shot(wizard, "renew-wizard")  # type: ignore[operator]
+    wizard.reject()
 
 
 def _reader_bed(home: Path) -> object | None:

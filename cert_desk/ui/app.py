@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 
 from PySide6.QtCore import Qt, QTimer
@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 
 from cert_desk import APP_ID, APP_NAME, __version__
 from cert_desk.paths import log_file
+from cert_desk.services.lifecycle import LifecycleService
 from cert_desk.services.qt import QtJobs
 from cert_desk.services.tasks import TaskRunner
 from cert_desk.services.tokens import TokenService
@@ -31,6 +32,10 @@ class AppContext:
     service: TokenService
     tasks: TaskRunner
     jobs: QtJobs
+    lifecycle: LifecycleService = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.lifecycle = LifecycleService(self.service)
 
     def shutdown(self, timeout: float = 3.0) -> bool:
         self.jobs.close()

@@ -26,9 +26,11 @@ from cert_desk.services.qt import QtReaderWatcher
 from cert_desk.ui import style
 from cert_desk.ui.activity import ActivityDock
 from cert_desk.ui.app import AppContext
+from cert_desk.ui.certificates_pane import CertificatesPane
 from cert_desk.ui.devices_pane import DevicesPane
 from cert_desk.ui.expiry import ExpiryWatch
 from cert_desk.ui.expiry import summary as expiry_summary
+from cert_desk.ui.keys_pane import KeysPane
 from cert_desk.ui.objects_pane import ObjectsPane
 from cert_desk.ui.widgets import PaneHeader
 
@@ -77,16 +79,14 @@ class MainWindow(QMainWindow):
         self.stack = QStackedWidget()
         self.devices = DevicesPane(ctx)
         self.objects = ObjectsPane(ctx)
+        self.keys = KeysPane(ctx, self.objects)
+        self.certificates = CertificatesPane(ctx, self.objects)
+        self.dialog: QWidget | None = None  # the lifecycle dialog open now (one at a time)
         panes: list[tuple[str, str, QWidget]] = [
             ("Devices", "devices", self.devices),
             ("Objects", "objects", self.objects),
-            ("Keys", "keys", ComingSoonPane(
-                ctx, "Keys", "Generate key pairs on the token (RSA and EC, within what the token supports), "
-                "with the CKA_ID browsers and OpenSSL need to pair them with their certificates. Until then: "
-                "<tt>pkcs11-tool --keypairgen</tt>.")),
-            ("Certificates", "certificates", ComingSoonPane(
-                ctx, "Certificates", "Certificate requests signed on the token, a local CA for small sites, "
-                "importing a certificate under its key's CKA_ID, and checking it the way a browser does.")),
+            ("Keys", "keys", self.keys),
+            ("Certificates", "certificates", self.certificates),
             ("Browsers", "browsers", ComingSoonPane(
                 ctx, "Browsers", "Register the token with Firefox, Chrome and Thunderbird (their NSS databases), "
                 "safely: never while the browser runs, with a backup, and proven by a real TLS login.")),
@@ -143,8 +143,11 @@ class MainWindow(QMainWindow):
         self.pcsc.changed.connect(self.devices.on_pcsc)
         self.devices.modules_reloaded.connect(self.objects.modules_reloaded)
         self.devices.demo_ready.connect(self._on_demo_ready)
-        self.devices.status.connect(self._on_status)
-        self.objects.status.connect(self._on_status)
+        for pane in (self.devices, self.objects, self.keys, self.certificates):
+            pane.status.connect(self._on_status)
+        self.keys.csr_requested.connect(self._request_csr)
+        self.keys.openssl_requested.connect(self._use_with_openssl)
+        self.certificates.renew_requested.connect(self.renew)
 
         QShortcut(QKeySequence.StandardKey.Quit, self, self.close)
         QShortcut(QKeySequence.StandardKey.Refresh, self, self._refresh_current)
@@ -226,6 +229,33 @@ class MainWindow(QMainWindow):
         self.raise_()
         self.activateWindow()
 
+    @Slot(object)
+    def _request_csr(self, key: ObjectInfo) -> None:
+        self.show_pane("Certificates")
+        self.dialog = self.certificates.new_request(key)
+
+    @Slot(object)
+    def _use_with_openssl(self, key: ObjectInfo) -> None:
+        from cert_desk.ui.openssl_dialog import OpensslDialog
+
+        listing = self.keys.listing
+        if listing is not None:
+            dialog = OpensslDialog(self.ctx, listing, key, self)
+            self.dialog = dialog
+            dialog.open()
+
+    @Slot(object)
+    def renew(self, certificate: ObjectInfo | None = None) -> None:
+        from cert_desk.ui.renew_wizard import RenewWizard
+
+        listing = self.certificates.listing
+        if listing is None:
+            return
+        wizard = RenewWizard(self.ctx, listing, certificate, self)
+        wizard.listing_changed.connect(self.objects.apply_listing)
+        self.dialog = wizard
+        wizard.open()
+
     @Slot()
     def _find(self) -> None:
         self.show_pane("Objects")
@@ -242,7 +272,7 @@ class MainWindow(QMainWindow):
         pane = self.stack.currentWidget()
         if pane is self.devices:
             self.devices.reload()
-        elif pane is self.objects:
+        elif pane in (self.objects, self.keys, self.certificates):
             self.objects.refresh()
 
     def show_pane(self, name: str) -> None:
@@ -253,6 +283,8 @@ class MainWindow(QMainWindow):
             style.retheme()
             self.devices.retheme()
             self.objects.retheme()
+            for pane in (self.keys, self.certificates):  # their icons and colours are set per row: rebuild
+                pane.on_listing(pane.listing)
         super().changeEvent(event)
 
     def closeEvent(self, event: QCloseEvent) -> None:

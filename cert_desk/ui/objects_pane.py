@@ -57,10 +57,13 @@ class ObjectsPane(QWidget):
     Signals:
         status(str): A message for the status bar.
         login_changed(TokenRef, bool): The user logged in to, or out of, a token.
+        listing_changed(ObjectListing | None): The token's objects as now listed (None: no token,
+            or it was removed). The Keys and Certificates panes work on this token.
     """
 
     status = Signal(str)
     login_changed = Signal(object, bool)
+    listing_changed = Signal(object)
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -203,6 +206,7 @@ class ObjectsPane(QWidget):
             self.logged_in = False
             self.model.set_listing(None)
             self.browser_model.set_listing(None)
+            self.listing_changed.emit(None)
             self.header.subtitle.setText("Reading the objects…")
             self.banner.clear()
             self._close_dialog()
@@ -272,6 +276,13 @@ class ObjectsPane(QWidget):
             return
         listing = outcome.value
         assert listing is not None
+        self.apply_listing(listing)
+
+    def apply_listing(self, listing: ObjectListing, *, select: int | None = None) -> None:
+        """Show ``listing`` (a fresh one, or the one a lifecycle operation returned with its result)."""
+        if select is not None:
+            self._select_next = select
+        ref = self.ref
         self.ref = listing.token
         self.token = listing.token_info
         self.removed = False
@@ -297,6 +308,7 @@ class ObjectsPane(QWidget):
                                      + " ".join(listing.warnings[:2])
                                      + (" …" if len(listing.warnings) > 2 else ""), "warn")
         self._update_buttons()
+        self.listing_changed.emit(listing)
 
     def _show_error(self, err: E.CertDeskError) -> None:
         if isinstance(err, E.TokenRemovedError | E.NoTokenError):
@@ -304,6 +316,7 @@ class ObjectsPane(QWidget):
             self.logged_in = False
             self.model.set_listing(None)  # no stale data
             self.browser_model.set_listing(None)
+            self.listing_changed.emit(None)
             self._set_current(None, None)
             self.header.subtitle.setText("")
             self.banner.show_message(f"{err.message}\nInsert the token again and press Refresh.", "error")

@@ -105,3 +105,24 @@ class Banner(QFrame):
     def text(self) -> str:
         """The message as plain text."""
         return self._plain
+
+
+def ask(parent: QWidget, title: str, text: str, yes: str, *, destructive: bool = False,
+        details: str = "") -> bool:
+    """A question with one way forward (``yes``) and Cancel, Cancel being the default."""
+    from PySide6.QtWidgets import QMessageBox
+
+    box = QMessageBox(parent)
+    box.setObjectName("question")
+    box.setIcon(QMessageBox.Icon.Warning if destructive else QMessageBox.Icon.Question)
+    box.setWindowTitle(title)
+    box.setText(text)
+    if details:
+        box.setInformativeText(details)
+    role = QMessageBox.ButtonRole.DestructiveRole if destructive else QMessageBox.ButtonRole.AcceptRole
+    go = box.addButton(yes, role)
+    cancel = box.addButton(QMessageBox.StandardButton.Cancel)
+    box.setDefaultButton(cancel)
+    box.exec()
+    return box.clickedButton() is go
+
