@@ -71,3 +71,14 @@ def test_malformed_certificates_are_input_errors(blob: bytes) -> None:
 def test_certificate_parser_never_raises_anything_else(blob: bytes) -> None:
     with contextlib.suppress(InputError):
         parse_der_certificate(blob)
+
+
+def test_a_zero_padded_rsa_exponent_is_read_as_opensc_meant_it() -> None:
+    """OpenSC 0.23 pads CKA_PUBLIC_EXPONENT of a key it just generated on an OpenPGP card."""
+    from cert_desk.x509.keys import rsa_exponent
+
+    assert rsa_exponent(b"\x01\x00\x01") == 65537
+    assert rsa_exponent(b"\x00\x01\x00\x01") == 65537
+    assert rsa_exponent(b"\x01\x00\x01" + b"\x00" * 17) == 65537
+    assert rsa_exponent(b"\x03") == 3
+    assert rsa_exponent(b"\x02\x00") == 512  # no odd value under the padding: left as it is (and refused later)

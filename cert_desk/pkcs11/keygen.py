@@ -20,7 +20,7 @@ from pkcs11 import Attribute, KeyType, MechanismFlag, ObjectClass
 from pkcs11.util.ec import encode_named_curve_parameters
 
 from cert_desk.errors import InputError
-from cert_desk.x509.keys import curve_from_ec_params, unwrap_ec_point
+from cert_desk.x509.keys import curve_from_ec_params, rsa_exponent, unwrap_ec_point
 
 # names users type (pkcs11-tool and OpenSSL spellings) -> asn1crypto curve name
 CURVE_ALIASES = {
@@ -108,7 +108,7 @@ def public_key_of(pub: pkcs11.PublicKey) -> rsa.RSAPublicKey | ec.EllipticCurveP
                                 Attribute.EC_PARAMS, Attribute.EC_POINT])
     if attrs.get(Attribute.MODULUS):
         n = int.from_bytes(attrs[Attribute.MODULUS], "big")
-        e = int.from_bytes(attrs[Attribute.PUBLIC_EXPONENT], "big")
+        e = rsa_exponent(attrs[Attribute.PUBLIC_EXPONENT])
         return rsa.RSAPublicNumbers(e, n).public_key()
     params = attrs.get(Attribute.EC_PARAMS)
     point = attrs.get(Attribute.EC_POINT)

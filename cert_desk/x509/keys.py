@@ -90,8 +90,24 @@ def unwrap_ec_point(point: bytes) -> bytes:
     return point
 
 
+def rsa_exponent(raw: bytes) -> int:
+    """CKA_PUBLIC_EXPONENT as a number.
+
+    OpenSC 0.23 returns the exponent of an RSA key it has just generated on an OpenPGP card
+    zero-padded on the right (``01 00 01 00 00 ...``: 65537 shifted by whole bytes), which no
+    RSA key can have (the exponent must be odd). Such a value is read without its padding; the
+    signature check of every CSR cert-desk makes proves the result right (tests/test_opensc_token.py).
+    """
+    value = int.from_bytes(raw, "big")
+    if value and not value & 1:
+        stripped = raw.rstrip(b"\x00")
+        if stripped and stripped[-1] & 1:
+            return int.from_bytes(stripped, "big")
+    return value
+
+
 def spki_from_rsa(modulus: bytes, exponent: bytes) -> bytes:
-    key = rsa.RSAPublicNumbers(int.from_bytes(exponent, "big"), int.from_bytes(modulus, "big")).public_key()
+    key = rsa.RSAPublicNumbers(rsa_exponent(exponent), int.from_bytes(modulus, "big")).public_key()
     return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
