@@ -72,10 +72,10 @@ def _confirm(ctx: Any, question: str, option: str) -> bool:
 
 def _describe(o: ObjectInfo) -> str:
     kind = o.class_name.replace("_", " ")
-    extra = f" {o.key_type} {o.curve or o.bits or ''}".rstrip() if o.key_type else ""
+    extra = f", {o.key_type} {o.curve or o.bits or ''}".rstrip() if o.key_type else ""
     if o.certificate is not None:
-        extra = f" {o.certificate.subject_cn or o.certificate.subject}"
-    return f"{kind} {o.label!r} (ID {o.id_hex or 'none'}){extra}"
+        extra = f", {o.certificate.subject_cn or o.certificate.subject}"
+    return f"{kind} {o.label!r} (ID {o.id_hex or 'none'}{extra})"
 
 
 # ------------------------------------------------------------------ keygen and delete
@@ -329,6 +329,7 @@ def cmd_ca_sign(ctx: Any) -> int:
 
     from cert_desk.x509.bundle import read_csr_file
     from cert_desk.x509.ca import load_ca, parse_not_after, sign_csr
+    from cert_desk.x509.names import subject_text
 
     args = ctx.args
     csr = read_csr_file(args.input)
@@ -344,7 +345,7 @@ def cmd_ca_sign(ctx: Any) -> int:
                        "out": args.out, "pem": pem.decode("ascii")})
         return EXIT_OK
     if args.out:
-        ctx.note(f"Signed {cert.subject.rfc4514_string()} ({args.profile} certificate, valid until "
+        ctx.note(f"Signed {subject_text(cert.subject)} ({args.profile} certificate, valid until "
                  f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC); wrote {args.out}.")
     else:
         ctx.out.write(pem.decode("ascii"))
