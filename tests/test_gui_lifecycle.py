@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QTimer, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import QAbstractButton, QApplication, QMessageBox, QWidget
+from PySide6.QtWidgets import QAbstractButton, QApplication, QMessageBox, QWidget, QWizard
 from pytestqt.qtbot import QtBot
 
 from cert_desk.services.tokens import TokenService
@@ -401,10 +401,51 @@ def test_renewal_wizard_new_key_local_ca_and_clean_up(qtbot: QtBot, window: Main
     wizard.next()  # -> clean up
     wizard.cleanup.delete_cert.setChecked(True)
     wizard.cleanup.delete_key.setChecked(True)
-    wizard.next()
+    wizard.button(QWizard.WizardButton.FinishButton).click()
     qtbot.waitUntil(lambda: not wizard.isVisible(), timeout=TIMEOUT)
     idle(qtbot, window)
     left = objects(softhsm, token)
     assert {o.label for o in left} == {"new"} and {o.id for o in left} == {new_id}
     assert len(left) == 3  # private key, public key, certificate
 
+
+
+def test_renewal_for_an_external_ca_saves_the_request(qtbot: QtBot, window: MainWindow, softhsm: SoftHsm,
+                                                      token: str, tmp_path: Path, ca_files: tuple[Path, Path]) -> None:
+    """Keep the key, save the request for an external CA; its answer is imported later (Import…)."""
+    from cert_desk.ui.renew_wizard import RenewWizard
+
+    generate(qtbot, window, "ext")
+    key_id = next(o.id for o in objects(softhsm, token) if o.label == "ext")
+    answer = Answer("Only my certificate")
+    window.certificates.import_file(str(_issue(softhsm, token, key_id, tmp_path, ca_files)))
+    qtbot.waitUntil(lambda: answer.answered, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: window.certificates.table.topLevelItemCount() == 1, timeout=TIMEOUT)
+    window.renew(window.certificates.checked[0].obj)
+    wizard = window.dialog
+    assert isinstance(wizard, RenewWizard)
+    wizard.next()
+    wizard.key.keep.setChecked(True)
+    wizard.next()
+    wizard.request.editor.edits["O"].setText("Renewed Ltd")
+    wizard.next()
+    wizard.signing.external.setChecked(True)
+    out = tmp_path / "renewal.csr"
+    wizard.signing.csr_path.setText(str(out))
+    before = objects(softhsm, token)
+    wizard.next()
+    qtbot.waitUntil(lambda: wizard.run_page.done or wizard.run_page.failed, timeout=30000)
+    assert wizard.run_page.done, wizard.run_page.log.toPlainText()
+    check = subprocess.run(["openssl", "req", "-in", str(out), "-noout", "-verify", "-subject"], capture_output=True,
+                           text=True, check=False)
+    assert "verify OK" in check.stdout + check.stderr and "O = Renewed Ltd, CN = dropped" in check.stdout
+    request = x509.load_pem_x509_csr(out.read_bytes())
+    pub = tmp_path / "ext.pub"
+    softhsm.tool("--token-label", token, "--read-object", "--type", "pubkey", "--id", key_id, "-o", str(pub))
+    assert request.public_key().public_bytes(serialization.Encoding.DER,
+                                             serialization.PublicFormat.SubjectPublicKeyInfo) == pub.read_bytes()
+    assert objects(softhsm, token) == before  # nothing written: the CA has not answered yet
+    wizard.next()
+    assert not wizard.cleanup.delete_cert.isEnabled()
+    wizard.button(QWizard.WizardButton.FinishButton).click()
+    qtbot.waitUntil(lambda: not wizard.isVisible(), timeout=TIMEOUT)

@@ -264,6 +264,10 @@ def test_import_refusals_leave_the_token_unchanged(cli: Cli, softhsm: SoftHsm, t
         path.write_bytes(data)
         r = run(cli, softhsm, token, "import", "--in", str(path), ok=False)
         assert words in r.stderr, (name, r.stderr)
+    empty_p7 = tmp_path / "empty.p7b"
+    subprocess.run(["openssl", "crl2pkcs7", "-nocrl", "-out", str(empty_p7)], check=True, capture_output=True)
+    r = run(cli, softhsm, token, "import", "--in", str(empty_p7), ok=False)
+    assert "no certificate" in r.stderr.lower(), r.stderr
     big = tmp_path / "big.pem"
     with big.open("wb") as fh:
         fh.truncate(50 * 1024 * 1024)
@@ -389,6 +393,12 @@ def test_ca_init_and_sign_with_a_passphrase_from_a_file(cli: Cli, tmp_path: Path
     csr = (x509.CertificateSigningRequestBuilder()
            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "user")])).sign(key, hashes.SHA256()))
     (tmp_path / "u.csr").write_bytes(csr.public_bytes(serialization.Encoding.PEM))
+    bad = bytearray(csr.public_bytes(serialization.Encoding.DER))
+    bad[-1] ^= 0x01  # inside the signature
+    (tmp_path / "bad.csr").write_bytes(bytes(bad))
+    r = cli("ca", "sign", "--ca-cert", str(d / "ca.crt"), "--ca-key", str(d / "ca.key"), "--in",
+            str(tmp_path / "bad.csr"), "--passphrase-file", str(pass_file), "--out", str(tmp_path / "bad.pem"))
+    assert r.returncode == 1 and "signature" in r.stderr and not (tmp_path / "bad.pem").exists(), r.stderr
     wrong = tmp_path / "wrong"
     wrong.write_text("wrong\n")
     r = cli("ca", "sign", "--ca-cert", str(d / "ca.crt"), "--ca-key", str(d / "ca.key"), "--in",
