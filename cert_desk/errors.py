@@ -60,6 +60,12 @@ class ConfirmationRequired(InputError):
     certificate, a duplicate label): the GUI asks, the CLI wants the option the hint names."""
 
 
+class ApplicationRunningError(CertDeskError):
+    """A browser or mail client has the database open: changing it now is refused."""
+
+    default_hint = "Close it (all its windows), then try again: it reads the module list only when it starts."
+
+
 class CancelledError(CertDeskError):
     """The user cancelled the operation."""
 

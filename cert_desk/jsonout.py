@@ -293,3 +293,36 @@ def verify_report(r: Any, path: str) -> JSON:
         "findings": [{"severity": f.severity, "code": f.code, "message": f.message, "hint": f.hint or None}
                      for f in r.findings],
     }
+
+
+# ------------------------------------------------------------------ NSS databases
+
+
+def nss_database(db: Any) -> JSON:
+    return {"directory": db.directory, "spec": db.spec, "application": db.application, "profile": db.profile or None,
+            "format": db.format, "supported": db.supported, "reason": db.reason or None, "default": db.default}
+
+
+def nss_module(m: Any) -> JSON:
+    return {"name": m.name, "library": m.library or None, "realpath": m.realpath or None, "internal": m.internal,
+            "p11_kit_proxy": m.p11_kit_proxy}
+
+
+def nss_state(s: Any) -> JSON:
+    return {
+        **nss_database(s.db),
+        "modules": [nss_module(m) for m in s.modules],
+        "registered": [m.name for m in s.registered],
+        "conflicts": list(s.conflicts),
+        "running": None if s.running is None else {"application": s.running.application, "pid": s.running.pid,
+                                                   "evidence": s.running.evidence},
+        "problem": s.problem or None,
+    }
+
+
+def nss_change(c: Any) -> JSON:
+    return {
+        "database": nss_database(c.db), "changed": c.changed, "words": c.words,
+        "loaded": [{"name": m.name, "library": m.library or None, "status": m.status,
+                    "slots": [{"name": s.name, "token": s.token or None} for s in m.slots]} for m in c.loaded],
+    }

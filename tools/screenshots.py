@@ -114,8 +114,7 @@ def main() -> int:
     pane.browser_button.click()
 
     _lifecycle_shots(window, ctx, home, wait, shot)
-    window.show_pane("Browsers")
-    shot(window, "browsers")
+    _browsers_shot(window, home, wait, shot)
     window.show_pane("Objects")
     window.close()
     ctx.shutdown()
@@ -177,6 +176,27 @@ def _lifecycle_shots(window: object, ctx: object, home: Path, wait: object, shot
     wizard.next()
     shot(wizard, "renew-wizard")  # type: ignore[operator]
     wizard.reject()
+
+
+def _browsers_shot(window: object, home: Path, wait: object, shot: object) -> None:
+    """A Firefox profile and Chrome's database in the picture's home, the demo module in Firefox's."""
+    import subprocess
+
+    from cert_desk import demo
+
+    profile = home / ".mozilla" / "firefox" / "k3x9w2.default-release"
+    profile.mkdir(parents=True)
+    (home / ".mozilla" / "firefox" / "profiles.ini").write_text(
+        "[Profile0]\nName=default-release\nIsRelative=1\nPath=k3x9w2.default-release\nDefault=1\n")
+    subprocess.run(["certutil", "-N", "-d", f"sql:{profile}", "--empty-password"], check=True,
+                   stdin=subprocess.DEVNULL, capture_output=True)
+    pane = window.browsers  # type: ignore[attr-defined]
+    pane.service.add(pane.service.scan().result()[1].db, "cert-desk demo", demo.module_path()).result()
+    window.show_pane("Browsers")  # type: ignore[attr-defined]
+    wait(lambda: pane.table.topLevelItemCount() >= 2 and pane.states and pane.states[-1].registered)  # type: ignore[operator]
+    pane.table.setCurrentItem(pane.table.topLevelItem(1))
+    pane.url.setText("https://intranet.example.org/")
+    shot(window, "browsers")  # type: ignore[operator]
 
 
 def _reader_bed(home: Path) -> object | None:

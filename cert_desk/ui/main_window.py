@@ -16,7 +16,6 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QStackedWidget,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -26,32 +25,13 @@ from cert_desk.services.qt import QtReaderWatcher
 from cert_desk.ui import style
 from cert_desk.ui.activity import ActivityDock
 from cert_desk.ui.app import AppContext
+from cert_desk.ui.browsers_pane import BrowsersPane
 from cert_desk.ui.certificates_pane import CertificatesPane
 from cert_desk.ui.devices_pane import DevicesPane
 from cert_desk.ui.expiry import ExpiryWatch
 from cert_desk.ui.expiry import summary as expiry_summary
 from cert_desk.ui.keys_pane import KeysPane
 from cert_desk.ui.objects_pane import ObjectsPane
-from cert_desk.ui.widgets import PaneHeader
-
-
-class ComingSoonPane(QWidget):
-    """The place of a pane a later release fills."""
-
-    def __init__(self, ctx: AppContext, title: str, text: str, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        header = PaneHeader(title, ctx.jobs, self)
-        header.subtitle.setText("Coming in a later release")
-        body = QLabel(text)
-        body.setWordWrap(True)
-        body.setTextFormat(Qt.TextFormat.RichText)
-        body.setObjectName("comingSoon")
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(style.MARGIN, style.MARGIN, style.MARGIN, style.MARGIN)
-        layout.setSpacing(style.SPACING * 2)
-        layout.addWidget(header)
-        layout.addWidget(body)
-        layout.addStretch(1)
 
 
 def settings() -> QSettings:
@@ -81,15 +61,14 @@ class MainWindow(QMainWindow):
         self.objects = ObjectsPane(ctx)
         self.keys = KeysPane(ctx, self.objects)
         self.certificates = CertificatesPane(ctx, self.objects)
+        self.browsers = BrowsersPane(ctx, self.objects)
         self.dialog: QWidget | None = None  # the lifecycle dialog open now (one at a time)
         panes: list[tuple[str, str, QWidget]] = [
             ("Devices", "devices", self.devices),
             ("Objects", "objects", self.objects),
             ("Keys", "keys", self.keys),
             ("Certificates", "certificates", self.certificates),
-            ("Browsers", "browsers", ComingSoonPane(
-                ctx, "Browsers", "Register the token with Firefox, Chrome and Thunderbird (their NSS databases), "
-                "safely: never while the browser runs, with a backup, and proven by a real TLS login.")),
+            ("Browsers", "browsers", self.browsers),
         ]
         for i, (name, icon, widget) in enumerate(panes):
             item = QListWidgetItem(name)
@@ -143,7 +122,7 @@ class MainWindow(QMainWindow):
         self.pcsc.changed.connect(self.devices.on_pcsc)
         self.devices.modules_reloaded.connect(self.objects.modules_reloaded)
         self.devices.demo_ready.connect(self._on_demo_ready)
-        for pane in (self.devices, self.objects, self.keys, self.certificates):
+        for pane in (self.devices, self.objects, self.keys, self.certificates, self.browsers):
             pane.status.connect(self._on_status)
         self.keys.csr_requested.connect(self._request_csr)
         self.keys.openssl_requested.connect(self._use_with_openssl)
@@ -292,5 +271,6 @@ class MainWindow(QMainWindow):
         self.devices.poll_timer.stop()
         self.pcsc.stop()
         self.expiry.close()
+        self.browsers.shutdown()
         self.ctx.jobs.close()
         super().closeEvent(event)
