@@ -8,7 +8,6 @@ anything fails, adding what is there is a no-op, and the result is read back wit
 
 from __future__ import annotations
 
-import argparse
 import getpass
 import os
 import sys
@@ -16,9 +15,9 @@ from collections.abc import Callable
 from typing import Any
 
 from cert_desk import errors as E
-from cert_desk.nss.models import NssDatabase
 from cert_desk.secrets import PIN_ENV, Secret, read_pin_file
 from cert_desk.secrets.sources import pin_from_env
+from cert_desk.services.browsers import creatable, where
 
 EXIT_OK = 0
 
@@ -32,12 +31,13 @@ def _service(ctx: Any) -> Any:
 def _wait(future: Any, what: str) -> Any:
     from cert_desk.cli import _wait as wait
 
-    return wait(future, what, 120)
+    return wait(future, what, 300)  # creating, probing, changing and listing: up to 30 s each
 
 
 def _databases(ctx: Any, svc: Any) -> list[Any]:
     """The states of the databases ``--db``/``--all`` name (every one for ``nss list``)."""
     module = getattr(ctx.args, "module", None)
+    module = module_path(module) if module else None
     states = list(_wait(svc.scan(module), "find the NSS databases"))
     wanted = getattr(ctx.args, "db", None)
     if wanted:
@@ -51,10 +51,6 @@ def _databases(ctx: Any, svc: Any) -> list[Any]:
         db = database_at(directory)
         return [state(db, os.path.realpath(module) if module else "")]
     return states
-
-
-def _where(db: NssDatabase) -> str:
-    return f"{db.application} ({db.profile})" if db.profile else db.application
 
 
 def cmd_list(ctx: Any) -> int:
@@ -73,7 +69,7 @@ def cmd_list(ctx: Any) -> int:
     module = getattr(ctx.args, "module", None)
     for s in states:
         db = s.db
-        ctx.say(f"{_where(db)}: {db.spec}" + ("  (default profile)" if db.default else ""))
+        ctx.say(f"{where(db)}: {db.spec}" + ("  (default profile)" if db.default else ""))
         ctx.say(f"  format     : {db.format}" + (f" — {db.reason}" if db.reason else ""))
         if s.running is not None:
             ctx.say(f"  running    : {s.running.evidence}")
@@ -85,7 +81,9 @@ def cmd_list(ctx: Any) -> int:
             mark = " <- this module" if module and m in s.registered else ""
             ctx.say(f"  module     : {m.name!r}: {m.library}{mark}")
         if module and db.supported:
-            ctx.say(f"  {os.path.basename(module)}: " + ("registered" if s.registered else "not registered"))
+            words = ("registered" if s.registered else
+                     f"available through p11-kit's proxy ({s.via_proxy!r})" if s.via_proxy else "not registered")
+            ctx.say(f"  {os.path.basename(module)}: {words}")
         for c in s.conflicts:
             ctx.say(f"  conflict   : {c}")
     return EXIT_OK
@@ -102,13 +100,14 @@ def _change(ctx: Any, action: Callable[[Any, Any], Any], what: str) -> int:
     failures: list[str] = []
     try:
         for s in _databases(ctx, svc):
-            if args.all and not s.db.supported and s.db.format != "missing":
-                ctx.note(f"{_where(s.db)}: skipped ({s.db.reason}).")
+            creating = getattr(args, "create", False) and creatable(s.db)
+            if args.all and not s.db.supported and not creating:
+                ctx.note(f"{where(s.db)}: skipped ({s.db.reason}).")
                 continue
             try:
                 results.append(_wait(action(svc, s.db), what))
             except E.CertDeskError as err:
-                failures.append(f"{_where(s.db)}: {err}")
+                failures.append(f"{where(s.db)}: {err}")
                 if not args.all:
                     raise
     finally:
@@ -127,9 +126,22 @@ def _change(ctx: Any, action: Callable[[Any, Any], Any], what: str) -> int:
     return 1 if failures else EXIT_OK
 
 
+def module_path(text: str) -> str:
+    """``--module`` as NSS reads ``library=``: a bare file name (the seed's ``-libfile
+    opensc-pkcs11.so``) is found in the system's library directories, a path is a path."""
+    from cert_desk.nss.pkcs11txt import resolve_library
+
+    value = os.path.expanduser(text)
+    if "/" not in value:
+        found = resolve_library(value)
+        if found:
+            return found
+    return os.path.abspath(value)
+
+
 def cmd_add(ctx: Any) -> int:
     args = ctx.args
-    module = os.path.abspath(os.path.expanduser(args.module))
+    module = module_path(args.module)
     return _change(ctx, lambda svc, db: svc.add(db, args.name, module, create=args.create), "register the module")
 
 
@@ -191,11 +203,10 @@ def add_commands(sub: Any, common: Callable[..., None]) -> None:
         where.add_argument("--all", action="store_true", help="every database found")
         sp.add_argument("--name", required=True, help="the module's name in the database (e.g. 'Nitrokey HSM')")
         if name == "add":
-            sp.add_argument("--module", required=True, metavar="PATH", help="the PKCS#11 module to register")
+            sp.add_argument("--module", required=True, metavar="PATH",
+                            help="the PKCS#11 module to register (a path, or a file name found as NSS finds it)")
             sp.add_argument("--create", action="store_true", help="create the database if it does not exist "
                                                                   "(Chrome's, before Chrome ever ran)")
-        else:
-            sp.add_argument("--module", metavar="PATH", help=argparse.SUPPRESS)
         sp.set_defaults(func=func)
 
     sp = nss_sub.add_parser("test", help="log in to a TLS server with the token's certificate, through the "

@@ -116,3 +116,24 @@ def ca_sign(ca_cert: str, ca_key: str, csr_path: str, out: str, profile: str) ->
 
 def verify(cert: str, ca: str) -> str:
     return _join(["openssl", "verify", "-x509_strict", "-CAfile", ca, cert])
+
+
+def modutil_add(db_spec: str, name: str, library: str) -> str:
+    return _join(["modutil", "-dbdir", db_spec, "-add", name, "-libfile", library, "-force"])
+
+
+def modutil_delete(db_spec: str, name: str) -> str:
+    return _join(["modutil", "-dbdir", db_spec, "-delete", name, "-force"])
+
+
+def modutil_list(db_spec: str) -> str:
+    return _join(["modutil", "-dbdir", db_spec, "-list"])
+
+
+def certutil_token(db_spec: str, token: str) -> str:
+    return _join(["certutil", "-L", "-d", db_spec, "-h", token, "-f", "PINFILE"])
+
+
+def tstclnt(db_spec: str, nickname: str, host: str, port: int) -> str:
+    return _join(["tstclnt", "-d", db_spec, "-n", nickname, "-W", "PINFILE", "-h", host, "-p", str(port),
+                  "-A", "request.txt", "-O", "-v", "-v", "-b"])

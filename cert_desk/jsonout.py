@@ -317,6 +317,7 @@ def nss_state(s: Any) -> JSON:
         "running": None if s.running is None else {"application": s.running.application, "pid": s.running.pid,
                                                    "evidence": s.running.evidence},
         "problem": s.problem or None,
+        "via_proxy": s.via_proxy or None,
     }
 
 

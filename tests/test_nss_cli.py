@@ -88,10 +88,12 @@ def firefox_running(browsers: tuple[Path, Path]) -> Iterator[int]:
             "print('locked', flush=True); time.sleep(60)")
     proc = subprocess.Popen([sys.executable, "-c", code, str(profile / ".parentlock")], stdout=subprocess.PIPE,
                             text=True)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
-    yield proc.pid
-    proc.kill()
-    proc.wait(5)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+        yield proc.pid
+    finally:
+        proc.kill()
+        proc.wait(5)
 
 
 def test_a_running_firefox_blocks_the_change(cli: Cli, softhsm: SoftHsm, browsers: tuple[Path, Path],
@@ -108,11 +110,13 @@ def test_a_running_firefox_blocks_the_change(cli: Cli, softhsm: SoftHsm, browser
 
 def test_a_running_chrome_blocks_the_change_a_stale_lock_does_not(cli: Cli, softhsm: SoftHsm,
                                                                   browsers: tuple[Path, Path],
-                                                                  isolated_home: Path) -> None:
+                                                                  isolated_home: Path, tmp_path: Path) -> None:
     chrome = browsers[0]
     user_data = isolated_home / ".config" / "chromium"
     user_data.mkdir(parents=True)
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    chrome_exe = tmp_path / "chrome"  # a process named chrome, as the real one is (its /proc/PID/comm)
+    chrome_exe.symlink_to(sys.executable)
+    sleeper = subprocess.Popen([str(chrome_exe), "-c", "import time; time.sleep(60)"])
     try:
         (user_data / "SingletonLock").symlink_to(f"{socket.gethostname()}-{sleeper.pid}")
         r = cli("nss", "add", "--db", f"sql:{chrome}", "--name", "Test HSM", "--module", softhsm.module, "--create")
@@ -165,3 +169,48 @@ def test_tls_login_through_the_registered_module(cli: Cli, softhsm: SoftHsm, tok
                 env={"CERT_DESK_PIN": "999999"})
         assert r.returncode == 1 and USER_PIN not in r.stdout + r.stderr
     assert os.path.exists(chrome / "cert9.db")
+
+
+def test_all_skips_what_it_cannot_change_and_never_creates_a_firefox_profile(
+        cli: Cli, softhsm: SoftHsm, browsers: tuple[Path, Path], isolated_home: Path) -> None:
+    chrome, firefox = browsers
+    root = isolated_home / ".mozilla" / "firefox"
+    with (root / "profiles.ini").open("a") as fh:  # a profile whose directory is gone
+        fh.write("\n[Profile1]\nName=gone\nIsRelative=1\nPath=../../gone/deleted.profile\n")
+    r = cli("nss", "remove", "--all", "--name", "Nope")
+    assert r.returncode == 0 and "skipped" in r.stderr, (r.stdout, r.stderr)
+    r = cli_ok(cli, "nss", "add", "--all", "--name", "Test HSM", "--module", softhsm.module, "--create")
+    assert "Test HSM" in modules(chrome) and "Test HSM" in modules(firefox)
+    assert not (isolated_home / "gone").exists()  # a stale profiles.ini entry gets no database
+
+
+def test_a_bare_library_name_is_found_as_nss_finds_it(cli: Cli, browsers: tuple[Path, Path]) -> None:
+    """The seed writes -libfile opensc-pkcs11.so; NSS finds it in the system's library directories."""
+    from cert_desk.pkcs11.discovery import opensc_module_path
+
+    opensc = opensc_module_path()
+    assert opensc is not None, "OpenSC is installed by CI"
+    firefox = browsers[1]
+    nss("modutil", "-add", "seed", "-libfile", os.path.basename(opensc), "-dbdir", f"sql:{firefox}", "-force")
+    data = json.loads(cli_ok(cli, "nss", "list", "--json", "--module", os.path.basename(opensc)).stdout)
+    assert next(d for d in data if d["directory"] == str(firefox))["registered"] == ["seed"]
+    r = cli_ok(cli, "nss", "add", "--db", f"sql:{firefox}", "--name", "again", "--module", os.path.basename(opensc))
+    assert "nothing changed" in r.stdout
+
+
+def test_a_module_p11_kit_already_brings_in_is_not_added_twice(cli: Cli, softhsm: SoftHsm,
+                                                               browsers: tuple[Path, Path]) -> None:
+    """p11-kit's proxy loads every module in p11-kit's registry (Debian registers SoftHSM2 and OpenSC):
+    a direct entry too would fail in modutil (exit 22) and show the token twice."""
+    from cert_desk.services.browsers import known_to_p11kit
+
+    real = os.path.realpath(softhsm.module)
+    assert known_to_p11kit(real), "softhsm2 registers itself with p11-kit on Debian"
+    firefox = browsers[1]
+    nss("modutil", "-add", "p11-kit", "-libfile", "p11-kit-proxy.so", "-dbdir", f"sql:{firefox}", "-force")
+    before = (firefox / "pkcs11.txt").read_bytes()
+    data = json.loads(cli_ok(cli, "nss", "list", "--json", "--module", softhsm.module).stdout)
+    fx = next(d for d in data if d["directory"] == str(firefox))
+    assert fx["registered"] == [] and fx["conflicts"] == [] and fx["via_proxy"] == "p11-kit"
+    r = cli_ok(cli, "nss", "add", "--db", f"sql:{firefox}", "--name", "Test HSM", "--module", softhsm.module)
+    assert "through p11-kit's proxy" in r.stdout and (firefox / "pkcs11.txt").read_bytes() == before

@@ -10,6 +10,7 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -101,8 +102,15 @@ def child() -> Iterator[list[subprocess.Popen[str]]]:
         p.wait(timeout=10)
 
 
-def sleeper(procs: list[subprocess.Popen[str]]) -> subprocess.Popen[str]:
-    p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], text=True)
+def sleeper(procs: list[subprocess.Popen[str]], name: str = "") -> subprocess.Popen[str]:
+    """A sleeping process; with ``name``, started through a link of that name, so that its
+    /proc/PID/comm is ``name`` (as a real 'chrome' process's is)."""
+    exe = sys.executable
+    if name:
+        link = Path(tempfile.mkdtemp(prefix="cert-desk-exe-")) / name
+        link.symlink_to(sys.executable)
+        exe = str(link)
+    p = subprocess.Popen([exe, "-c", "import time; time.sleep(60)"], text=True)
     procs.append(p)
     return p
 
@@ -302,7 +310,8 @@ def test_chrome_database_missing_is_listed_with_user_data_lock_dirs(tmp_path: Pa
     assert db == NssDatabase(
         directory=f"{home}/.pki/nssdb", application="Chrome/Chromium", profile="", format="missing",
         supported=False, reason="Chrome has not created it yet; cert-desk can create it",
-        lock_dirs=(f"{home}/.config/chromium", f"{home}/.var/app/com.google.Chrome/config/google-chrome"))
+        # every Chromium-based browser's user-data directory, there or not: one started after the scan counts too
+        lock_dirs=tuple(f"{home}/{d}" for d in discovery.CHROME_USER_DATA_DIRS))
 
 
 def test_chrome_new_and_old_locations(tmp_path: Path) -> None:
@@ -331,7 +340,7 @@ def test_snap_chromium_has_its_own_database(tmp_path: Path) -> None:
     (home / "snap/chromium/current").symlink_to("2345")
     (home / "snap/chromium/common/chromium").mkdir(parents=True)
     chrome, snap = discovery.discover(home)
-    assert chrome.lock_dirs == ()
+    assert chrome.lock_dirs == tuple(f"{home}/{d}" for d in discovery.CHROME_USER_DATA_DIRS)
     assert (snap.application, snap.directory, snap.format) == (
         "Chromium (snap)", f"{home}/snap/chromium/current/.pki/nssdb", "missing")
     assert snap.lock_dirs == (f"{home}/snap/chromium/common/chromium",)
@@ -528,15 +537,16 @@ def test_firefox_lock_probe_leaves_odd_files_alone(tmp_path: Path) -> None:
 
 
 def test_chrome_singleton_lock(tmp_path: Path, child: list[subprocess.Popen[str]]) -> None:
-    live = sleeper(child)
-    dead = sleeper(child)
+    live = sleeper(child, "chrome")
+    dead = sleeper(child, "chrome")
+    not_a_browser = sleeper(child)  # the PID of a crashed Chrome, reused by another program
     dead.kill()
     dead.wait(timeout=10)
     host = socket.gethostname()
     dirs = {}
     for name, target in (("live", f"{host}-{live.pid}"), ("dead", f"{host}-{dead.pid}"),
                          ("other-host", f"not-{host}-{live.pid}"), ("garbage", "no-pid-here"),
-                         ("pid-zero", f"{host}-0")):
+                         ("pid-zero", f"{host}-0"), ("reused", f"{host}-{not_a_browser.pid}")):
         d = tmp_path / name / "google-chrome"
         d.mkdir(parents=True)
         (d / "SingletonLock").symlink_to(target)
@@ -546,7 +556,7 @@ def test_chrome_singleton_lock(tmp_path: Path, child: list[subprocess.Popen[str]
     found = locks.chrome_running([str(tmp_path / "none"), dirs["dead"], dirs["live"]])
     assert found is not None and (found.application, found.pid) == ("Google Chrome", live.pid)
     assert f"-> {host}-{live.pid}" in found.evidence
-    for stale in ("dead", "other-host", "garbage", "pid-zero"):
+    for stale in ("dead", "other-host", "garbage", "pid-zero", "reused"):
         assert locks.chrome_running([dirs[stale]]) is None, stale
 
     db = NssDatabase(f"{tmp_path}/.pki/nssdb", "Chrome/Chromium", "", "missing", False,

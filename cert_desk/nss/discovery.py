@@ -45,10 +45,16 @@ CHROMIUM_SNAP_USER_DATA = "snap/chromium/common/chromium"
 # User-data directories whose SingletonLock says a Chrome that reads ~/.pki/nssdb is running.
 # The flatpak Chrome is kept here although it has no access to ~/.pki: a false "running" only
 # asks the user to close a browser, a missed one loses their change.
-CHROME_USER_DATA_DIRS: tuple[str, ...] = (
+CHROME_USER_DATA_DIRS: tuple[str, ...] = (  # every browser built on Chromium reads ~/.pki/nssdb
     ".config/google-chrome",
     ".config/google-chrome-beta",
+    ".config/google-chrome-unstable",
     ".config/chromium",
+    ".config/BraveSoftware/Brave-Browser",
+    ".config/microsoft-edge",
+    ".config/microsoft-edge-beta",
+    ".config/vivaldi",
+    ".config/opera",
     ".var/app/com.google.Chrome/config/google-chrome",
     ".var/app/org.chromium.Chromium/config/chromium",
 )
@@ -187,24 +193,25 @@ def parse_profiles_ini(text: str, base: str, *, installs: str = "") -> list[tupl
 def _chrome(home: Path) -> Iterator[NssDatabase]:
     legacy = home / CHROME_NSSDB
     xdg = home / CHROME_XDG_NSSDB
-    lock_dirs = tuple(str(home / d) for d in CHROME_USER_DATA_DIRS if (home / d).is_dir())
-    if legacy.is_dir() or not xdg.is_dir():
+    # not filtered by existence: a browser first started after the scan is still found when a change is made
+    lock_dirs = tuple(str(home / d) for d in CHROME_USER_DATA_DIRS)
+    if os.path.isdir(legacy) or not os.path.isdir(xdg):
         yield _database(str(legacy), CHROME, "", lock_dirs, missing=CHROME_MISSING,
                         empty=CHROME_MISSING)
-    if xdg.is_dir():
+    if os.path.isdir(xdg):
         db = _database(str(xdg), CHROME, "", lock_dirs, missing=CHROME_MISSING, empty=CHROME_MISSING)
-        if legacy.is_dir():
+        if os.path.isdir(legacy):
             unused = f"not used: Chrome reads {legacy} while that exists"
             db = dataclasses.replace(db, reason=f"{unused}; {db.reason}" if db.reason else unused)
         yield db
-    if (home / CHROMIUM_SNAP).is_dir():
+    if os.path.isdir(home / CHROMIUM_SNAP):
         snap_lock = home / CHROMIUM_SNAP_USER_DATA
         nssdb = home / CHROMIUM_SNAP_NSSDB
         missing = "Chromium (snap) has not created it yet; cert-desk can create it"
         fmt, supported, reason = database_state(str(nssdb), missing, missing)
         # not resolved: "current" follows the snap to its next revision
         yield NssDatabase(os.path.abspath(nssdb), "Chromium (snap)", "", fmt, supported, reason,
-                          (str(snap_lock),) if snap_lock.is_dir() else ())
+                          (str(snap_lock),) if os.path.isdir(snap_lock) else ())
 
 
 def _mozilla(home: Path, roots: tuple[tuple[str, str], ...]) -> list[NssDatabase]:

@@ -77,10 +77,29 @@ def chrome_running(user_data_dirs: Sequence[str]) -> RunningApplication | None:
         if not pid_alive(pid):
             log.info("%s -> %s is stale: process %s is not running", link, target, number)
             continue
+        if not _browser_process(pid):
+            # a lock left by a crash or power cut whose PID went to another program since (Chrome
+            # itself does not trust the PID alone either)
+            log.info("%s -> %s is stale: process %s is not a browser", link, target, number)
+            continue
         application = _chrome_name(directory)
         return RunningApplication(application, pid,
                                   f"{link} -> {target}: {application} is running as process {pid} on this machine")
     return None
+
+
+_BROWSER_NAMES = ("chrom", "brave", "msedge", "edge", "vivaldi", "opera")
+
+
+def _browser_process(pid: int) -> bool:
+    """The process looks like a Chromium-based browser (/proc/PID/comm); True when that cannot be
+    read (another user's process: better a needless "close it" than a changed database)."""
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as fh:
+            comm = fh.read().strip().lower()
+    except OSError:
+        return True
+    return any(name in comm for name in _BROWSER_NAMES)
 
 
 def pid_alive(pid: int) -> bool:

@@ -207,8 +207,12 @@ def find(modules: Iterable[NssModule], realpath: str) -> list[NssModule]:
     return [m for m in modules if real and m.realpath == real]
 
 
-def conflicts(modules: Sequence[NssModule], realpath: str) -> list[str]:
+def conflicts(modules: Sequence[NssModule], realpath: str, *, known_to_p11kit: bool = True) -> list[str]:
     """What in the database clashes with the module at ``realpath``, in words.
+
+    ``known_to_p11kit``: the module is in p11-kit's registry, so the proxy loads it too. A
+    database that has the proxy and no direct entry has no conflict: the token shows once,
+    through the proxy (see :func:`through_proxy`).
 
     - the module registered more than once (under two names, or two paths to one library):
       NSS initialises a library only once, so every entry after the first is "Not loaded", and
@@ -226,11 +230,21 @@ def conflicts(modules: Sequence[NssModule], realpath: str) -> list[str]:
         out.append(
             f"{realpath} is registered {len(same)} times: {entries}. NSS initialises a library once, so the "
             "entries after the first do not load ('Not loaded' in modutil -list). Keep one.")
-    out.extend(
-        f"{m.name!r} ({m.library}) is p11-kit's proxy: it loads every module registered with p11-kit, so when "
-        f"p11-kit knows {os.path.basename(realpath)} too, its token shows a second time."
-        for m in modules if m.p11_kit_proxy and m.realpath != os.path.realpath(realpath))
+    if same and known_to_p11kit:
+        out.extend(
+            f"{m.name!r} ({m.library}) is p11-kit's proxy: it loads every module registered with p11-kit, "
+            f"{os.path.basename(realpath)} too, so its token shows a second time."
+            for m in modules if m.p11_kit_proxy and m.realpath != os.path.realpath(realpath))
     return out
+
+
+def through_proxy(modules: Sequence[NssModule], realpath: str, *, known_to_p11kit: bool) -> NssModule | None:
+    """The p11-kit proxy entry that already brings the module at ``realpath`` into the database
+    (the module is in p11-kit's registry), or None. Adding the module directly then fails in
+    modutil (exit 22, "Unknown PKCS #11 error") and would show the token twice."""
+    if not known_to_p11kit or not realpath:
+        return None
+    return next((m for m in modules if m.p11_kit_proxy and m.realpath != os.path.realpath(realpath)), None)
 
 
 # ------------------------------------------------------------------- internals
@@ -400,6 +414,11 @@ def _has_flag(params: str, label: str, flag: str) -> bool:
 def _library_dirs() -> tuple[str, ...]:
     arch = str(sysconfig.get_config_var("MULTIARCH") or "x86_64-linux-gnu")
     return (f"/usr/lib/{arch}", f"/lib/{arch}", "/usr/lib64", "/lib64", "/usr/lib", "/lib")
+
+
+def resolve_library(library: str) -> str:
+    """A ``library=`` value as NSS (the dynamic loader) finds it: its real path, or ""."""
+    return _resolve(library)
 
 
 def _resolve(library: str) -> str:

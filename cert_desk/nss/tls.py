@@ -13,9 +13,10 @@ tstclnt has traps that decide how it is driven here (measured with NSS 3.87 and 
   NICKNAME -f FILE``, which calls C_Login exactly once; tstclnt runs only after the token took it.
   ``certutil -h`` with a token name NSS does not know searches *every* token (and would try the PIN
   on each), so the token is first looked up in ``certutil -U``, which needs no PIN.
-- It reads the PIN from ``-W FILE`` (``-w`` would put it on the command line). The file is 0600
-  in a private temporary directory, removed afterwards, and holds ``TOKEN:PIN``: NSS's PIN-file
-  reader then gives the PIN only to that token.
+- It reads the PIN from ``-W FILE`` (``-w`` would put it on the command line). The file is
+  tools.pin_file's: 0600, in ``$XDG_RUNTIME_DIR`` (a tmpfs) when there is one, removed afterwards.
+  (A ``TOKEN:PIN`` line does not confine the PIN to that token: NSS's file reader falls back to the
+  whole line for any token. Only naming one token, ``-n TOKEN:LABEL`` / ``-h TOKEN``, does.)
 - It reads the request from ``-A FILE``; its standard input is ``/dev/null`` (a pipe that never
   sends makes it spin at 100 % CPU) and it runs in a new session, so it has no terminal to prompt
   on. Every tool runs with a deadline and is killed (its own process group) when it passes.
@@ -38,7 +39,6 @@ import logging
 import os
 import re
 import selectors
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -50,7 +50,9 @@ from urllib.parse import urlsplit
 from cryptography import x509
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
-from cert_desk.errors import CertDeskError, InputError
+from cert_desk.errors import InputError
+from cert_desk.nss.tools import nss_tool, tool_env
+from cert_desk.nss.tools import pin_file as tools_pin_file
 from cert_desk.secrets import Secret
 from cert_desk.x509.bundle import read_certificate_file
 
@@ -201,13 +203,6 @@ def _split_nickname(nickname: str) -> tuple[str, str]:
     return token, label
 
 
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        raise CertDeskError(f"NSS's '{name}' command is not installed.", NSS_TOOLS_HINT)
-    return path
-
-
 # ------------------------------------------------------------------------ processes
 
 
@@ -218,7 +213,7 @@ def _run(argv: list[str], deadline: float) -> _Run:
     with its process group, when the deadline passes or it prints more than :data:`MAX_OUTPUT`.
     """
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
+                            start_new_session=True, env=tool_env())  # no CERT_DESK_PIN for the tools
     assert proc.stdout is not None and proc.stderr is not None
     out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
     chunks: dict[int, list[bytes]] = {out_fd: [], err_fd: []}
@@ -288,13 +283,12 @@ def tls_login(db_spec: str, nickname: str, url: str, pin: Secret | None, *, ca_f
     if not 0 < timeout <= MAX_TIMEOUT:
         raise InputError(f"The timeout of {timeout!r} seconds is not between 0 and {MAX_TIMEOUT:g}.")
     cas = list(read_certificate_file(ca_file).certificates) if ca_file else None
-    certutil, tstclnt = _tool("certutil"), _tool("tstclnt")
+    certutil, tstclnt = nss_tool("certutil"), nss_tool("tstclnt")
     deadline = time.monotonic() + timeout
 
-    with tempfile.TemporaryDirectory(prefix="cert-desk-tls-") as work:
-        pin_file = str(Path(work, "pin")) if pin is not None else None
-        if pin_file:
-            _write_private(Path(pin_file), f"{token}:{secret}\n")
+    with contextlib.ExitStack() as stack:
+        work = stack.enter_context(tempfile.TemporaryDirectory(prefix="cert-desk-tls-"))
+        pin_file = stack.enter_context(tools_pin_file(pin)) if pin is not None else None
         req = _Request(target, directory, nickname, token, label, pin_file, timeout)
         refused = _check_token_and_certificate(certutil, req, deadline)
         if refused:

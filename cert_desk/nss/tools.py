@@ -24,6 +24,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -76,7 +77,8 @@ def nss_tool(name: str) -> str:
     return path
 
 
-def _tool_env() -> dict[str, str]:
+def tool_env() -> dict[str, str]:
+    """This process's environment without any variable that may hold a PIN or passphrase."""
     return {key: value for key, value in os.environ.items() if not _SECRET_VARIABLE.search(key)}
 
 
@@ -86,15 +88,22 @@ def _run(argv: list[str], what: str) -> subprocess.CompletedProcess[str]:
     and a timeout. ``what`` names the tool in messages."""
     log.debug("running %s", argv)
     try:
-        return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, encoding="utf-8",
-                              errors="replace", timeout=TIMEOUT, env=_tool_env(), start_new_session=True,
-                              check=False)
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, encoding="utf-8", errors="replace", env=tool_env(),
+                                start_new_session=True)
+    except OSError as err:
+        raise InputError(f"{what} could not be started: {err.strerror or err}.", f"Install {_PACKAGES}.") from err
+    try:
+        out, err_text = proc.communicate(timeout=TIMEOUT)
     except subprocess.TimeoutExpired as err:
+        # its own session: kill the whole group (a module may have forked a helper holding the pipes)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
         raise CertDeskError(f"{what} did not finish within {TIMEOUT:.0f} s and was stopped.",
                             "A PKCS#11 module (the one being added, or one the database loads) does not answer, "
                             "for example a reader that hangs: unplug and re-insert the token, then try again.") from err
-    except OSError as err:
-        raise InputError(f"{what} could not be started: {err.strerror or err}.", f"Install {_PACKAGES}.") from err
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err_text)
 
 
 def _modutil(*args: str) -> subprocess.CompletedProcess[str]:
@@ -464,12 +473,15 @@ def _blank_line_hint(snap: _Snapshot) -> str:
     return ""
 
 
-def add_module(db_dir: str, name: str, library: str) -> bool:
+def add_module(db_dir: str, name: str, library: str, *, before: Callable[[], None] | None = None) -> bool:
     """Register PKCS#11 ``library`` as ``name`` in the database in ``db_dir`` (``modutil -add``).
 
     Idempotent: when the database already registers the library's real path (under any name, a
     symlink included) nothing is done. After the change NSS must list the module as ``loaded``
     and every module registered before must still be there; otherwise pkcs11.txt is put back.
+
+    ``before`` runs right before modutil, after the checks (probing the library takes seconds):
+    the caller's last look for a browser that started meanwhile; it raises to stop the change.
 
     Returns:
         True when the module was added, False when it was already there.
@@ -510,6 +522,8 @@ def add_module(db_dir: str, name: str, library: str) -> bool:
     proxy = next((m for m in modules if m.p11_kit_proxy), None)
     hint = (f" The database also loads p11-kit's proxy ({proxy.name!r}), which may load this module already; "
             "NSS cannot initialise it twice." if proxy else "")
+    if before is not None:
+        before()
     _transaction(snap, ("-add", name, "-libfile", path, "-dbdir", f"sql:{directory}"),
                  expect=f'Module "{name}" added to database.', verb=f"add the module {name!r} ({path})",
                  verify=verify, hint=hint)
@@ -517,7 +531,7 @@ def add_module(db_dir: str, name: str, library: str) -> bool:
     return True
 
 
-def remove_module(db_dir: str, name: str) -> bool:
+def remove_module(db_dir: str, name: str, *, before: Callable[[], None] | None = None) -> bool:
     """Remove the module registered as ``name`` (``modutil -delete``; with duplicates, the first,
     as NSS does). Afterwards NSS must no longer load it and every other module must still be
     registered; otherwise pkcs11.txt is put back.
@@ -542,6 +556,8 @@ def remove_module(db_dir: str, name: str) -> bool:
                          "Remove only modules that were added for a token.")
     _refuse_invisible_entries(snap)
     removed = (name, match.library)
+    if before is not None:
+        before()
 
     def verify() -> None:
         after = _check_entries(snap, _pairs(snap.scan.modules) - Counter([removed]), f"removing {name!r}")

@@ -141,7 +141,8 @@ def _resolve_module_path(value: str) -> str:
     return os.path.join(p11kit_module_dirs()[0], value)
 
 
-def _short_name(path: str) -> str:
+def short_name(path: str) -> str:
+    """A module's short name: ``/usr/lib/.../libsofthsm2.so`` -> ``softhsm2``."""
     base = os.path.basename(path)
     for suffix in (".so", ".dylib", ".dll"):
         base = base.removesuffix(suffix)
@@ -173,7 +174,7 @@ class _Collector:
         real = os.path.realpath(path)
         found = self._found.get(real)
         if found is None:
-            found = _Found(path, name or _short_name(path), os.path.exists(path), note)
+            found = _Found(path, name or short_name(path), os.path.exists(path), note)
             self._found[real] = found
         if source not in found.sources:
             found.sources.append(source)

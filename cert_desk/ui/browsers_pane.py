@@ -29,13 +29,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from cert_desk import equivalents
 from cert_desk import errors as E
 from cert_desk.models import ObjectListing
-from cert_desk.nss.models import NssDatabase
-from cert_desk.nss.tls import TlsLogin
+from cert_desk.nss.tls import TlsLogin, parse_url
 from cert_desk.pkcs11 import constants as C
 from cert_desk.secrets import Secret
-from cert_desk.services.browsers import BrowserService, Change, DatabaseState, Readback
+from cert_desk.services.browsers import BrowserService, Change, DatabaseState, Readback, creatable, where
 from cert_desk.services.outcome import Outcome
 from cert_desk.ui import style
 from cert_desk.ui.app import AppContext
@@ -48,17 +48,21 @@ ROLE_STATE = Qt.ItemDataRole.UserRole + 1
 
 @dataclass(frozen=True)
 class Plan:
-    """What Apply will do to one database."""
+    """What Apply will do to one database, with the name and module the user confirmed."""
 
     state: DatabaseState
     add: bool  # False: remove
+    name: str = ""
+    module: str = ""
 
 
 def state_words(s: DatabaseState) -> tuple[str, str]:
     """(what the State column says, its colour kind)."""
     if s.running is not None:
         return f"{s.running.application} is running: close it to change this", "warn"
-    if s.db.format == "missing":
+    if s.via_proxy:
+        return f"available through p11-kit's proxy ({s.via_proxy!r})", "ok"
+    if creatable(s.db):
         return "not created yet (tick to create it)", "muted"
     if not s.db.supported:
         return s.db.reason or "not supported", "muted"
@@ -89,6 +93,8 @@ class BrowsersPane(QWidget):
         self.listing: ObjectListing | None = None
         self.states: tuple[DatabaseState, ...] = ()
         self._pending: list[Plan] = []
+        self._busy = False  # an Apply is running: the plan, name and module are frozen
+        self._ticks: dict[str, bool] = {}  # the user's ticks, by database directory, kept across rescans
         self.pin_dialog: QWidget | None = None
 
         self.header = PaneHeader("Browsers", ctx.jobs, self)
@@ -107,7 +113,10 @@ class BrowsersPane(QWidget):
         self.module.setObjectName("nssModule")
         self.module.setEditable(True)
         self.module.setMinimumWidth(420)
-        self.module.currentTextChanged.connect(self._on_module)
+        self.module.activated.connect(lambda _i: self._on_module(self.module.currentText()))
+        edit = self.module.lineEdit()
+        assert edit is not None
+        edit.editingFinished.connect(lambda: self._on_module(self.module.currentText()))
         self.name = QLineEdit()
         self.name.setObjectName("nssName")
         self.name.setMaximumWidth(320)
@@ -196,12 +205,22 @@ class BrowsersPane(QWidget):
         self._update_buttons()
 
     def set_module(self, path: str) -> None:
-        self.module.setCurrentText(path)
+        """Show ``path`` (a real path, as tokens name their module) as the user knows the module: the
+        path that is registered is the stable one (a symlink), not a versioned real file."""
+        for entry in self.ctx.service.modules():
+            if entry.realpath == os.path.realpath(path):
+                path = entry.path
+                break
+        if path != self.module.currentText():
+            self.module.setCurrentText(path)
+            self._on_module(path)
 
-    @Slot(str)
     def _on_module(self, text: str) -> None:
+        if self._busy:
+            return
         if text and not self.name.isModified():
             self.name.setText(default_name(text))
+        self._ticks.clear()  # another module: another plan
         self.rescan()
 
     def module_path(self) -> str:
@@ -231,12 +250,16 @@ class BrowsersPane(QWidget):
             db = s.db
             item = QTreeWidgetItem([db.application, db.profile + (" (default)" if db.default else ""), db.spec, words])
             item.setData(0, ROLE_STATE, s)
-            changeable = s.running is None and (db.supported or db.format == "missing") and not s.problem
+            changeable = (s.running is None and (db.supported or creatable(db)) and not s.problem
+                          and not s.via_proxy)
             flags = item.flags() | Qt.ItemFlag.ItemIsUserCheckable
             if not changeable:
                 flags &= ~Qt.ItemFlag.ItemIsEnabled
             item.setFlags(flags)
-            item.setCheckState(0, Qt.CheckState.Checked if s.registered else Qt.CheckState.Unchecked)
+            on = bool(s.registered or s.via_proxy)
+            if changeable and db.directory in self._ticks:  # a tick the user made before this rescan
+                on = self._ticks[db.directory]
+            item.setCheckState(0, Qt.CheckState.Checked if on else Qt.CheckState.Unchecked)
             item.setIcon(0, style.icon("browsers"))
             if kind:
                 item.setForeground(3, style.state_colour(kind))
@@ -257,16 +280,17 @@ class BrowsersPane(QWidget):
         return item.data(0, ROLE_STATE) if item is not None else None
 
     def plan(self) -> list[Plan]:
-        """The changes the ticks ask for."""
+        """The changes the ticks ask for, with the name and module as they are now."""
         out = []
+        name, module = self.name.text().strip(), self.module_path()
         for i in range(self.table.topLevelItemCount()):
             item = self.table.topLevelItem(i)
-            if item is None:
+            if item is None or not item.flags() & Qt.ItemFlag.ItemIsEnabled:
                 continue
             s: DatabaseState = item.data(0, ROLE_STATE)
             ticked = item.checkState(0) == Qt.CheckState.Checked
             if ticked != bool(s.registered):
-                out.append(Plan(s, ticked))
+                out.append(Plan(s, ticked, name, module))
         return out
 
     def tick(self, directory: str, on: bool = True) -> bool:
@@ -277,8 +301,10 @@ class BrowsersPane(QWidget):
                 return True
         return False
 
-    @Slot()
-    def _on_item_changed(self) -> None:
+    @Slot(QTreeWidgetItem, int)
+    def _on_item_changed(self, item: QTreeWidgetItem, _column: int = 0) -> None:
+        s: DatabaseState = item.data(0, ROLE_STATE)
+        self._ticks[s.db.directory] = item.checkState(0) == Qt.CheckState.Checked
         self._update_buttons()
 
     @Slot()
@@ -290,7 +316,9 @@ class BrowsersPane(QWidget):
 
     def _update_buttons(self) -> None:
         plan = self.plan()
-        self.apply_button.setEnabled(bool(plan) and bool(self.name.text().strip()))
+        self.apply_button.setEnabled(bool(plan) and bool(self.name.text().strip()) and not self._busy)
+        for w in (self.name, self.module, self.table, self.rescan_button):
+            w.setEnabled(not self._busy)
         self.apply_button.setText(f"Apply {len(plan)} change{'s' if len(plan) != 1 else ''}" if plan else "Apply")
         s = self.selected()
         usable = s is not None and s.db.supported and s.problem == ""
@@ -306,42 +334,49 @@ class BrowsersPane(QWidget):
         if not plan or not name:
             return
         lines = "".join(f"<li>{'register' if p.add else 'remove'} {html.escape(name)} "
-                        f"{'in' if p.add else 'from'} {html.escape(_where(p.state.db))}"
+                        f"{'in' if p.add else 'from'} {html.escape(where(p.state.db))}"
                         + (" (the database is created first)" if p.add and p.state.db.format == "missing" else "")
                         + "</li>" for p in plan)
-        if not ask(self, "Change the browsers' module lists", f"<ul>{lines}</ul>", "Apply",
-                   details="Each database's module list is backed up first and restored if anything fails. A "
-                           "browser reads the list when it starts."):
+        if self._busy or not ask(
+                self, "Change the browsers' module lists", f"<ul>{lines}</ul>", "Apply",
+                details="Each database's module list is backed up first and restored if anything fails. A browser "
+                        "reads the list when it starts."):
             return
-        self._pending = list(plan)
+        # one step per entry: a module registered under two names is removed under both
+        self._pending = [step for p in plan for step in _steps(p)]
+        self._busy = True
+        self._update_buttons()
         self._next_change([])
 
     def _next_change(self, done: list[str]) -> None:
         if not self._pending:
-            self.banner.show_message(" ".join(done) or "Nothing changed.", "ok")
-            self.rescan()
+            self._finish(" ".join(done) or "Nothing changed.", "ok")
             return
         p = self._pending.pop(0)
-        name, module = self.name.text().strip(), self.module_path()
         if p.add:
-            future = self.service.add(p.state.db, name, module, create=p.state.db.format == "missing")
-            command = f"modutil -dbdir {p.state.db.spec} -add '{name}' -libfile {module} -force"
+            future = self.service.add(p.state.db, p.name, p.module, create=creatable(p.state.db))
+            command = equivalents.modutil_add(p.state.db.spec, p.name, p.module)
         else:
-            names = [m.name for m in p.state.registered] or [name]
-            future = self.service.remove(p.state.db, names[0])
-            command = f"modutil -dbdir {p.state.db.spec} -delete '{names[0]}' -force"
+            future = self.service.remove(p.state.db, p.name)
+            command = equivalents.modutil_delete(p.state.db.spec, p.name)
 
         def finished(outcome: Outcome[Change]) -> None:
             if outcome.error is not None:
                 self._pending.clear()
-                self.banner.show_message(" ".join([*done, str(outcome.error)]), "error")
-                self.rescan()
+                self._finish(" ".join([*done, str(outcome.error)]), "error")
                 return
             assert outcome.value is not None
             self._next_change([*done, outcome.value.words])
 
         self.ctx.jobs.watch(future, finished, f"{'register' if p.add else 'remove'} the module in "
-                            f"{_where(p.state.db)}", command=command, owner=self)
+                            f"{where(p.state.db)}", command=command, owner=self)
+
+    def _finish(self, text: str, kind: str) -> None:
+        self._busy = False
+        self._ticks.clear()
+        self.banner.show_message(text, kind)
+        self._update_buttons()
+        self.rescan()
 
     # ------------------------------------------------------------------ proof
 
@@ -368,9 +403,13 @@ class BrowsersPane(QWidget):
         if s is None:
             return
         token = listing.token.label if listing is not None and self._module_is_token_module() else None
-        pin = self._ask_pin() if token and listing is not None and listing.token_info.login_required else None
+        pin = None
+        if token and listing is not None and listing.token_info.login_required:
+            pin = self._ask_pin()
+            if pin is None:
+                token = None  # the PIN was not given: the module list only
         self.ctx.jobs.watch(self.service.readback(s.db, token, pin), self._on_readback,
-                            f"read back {_where(s.db)}", command=f"modutil -list -dbdir {s.db.spec}", owner=self)
+                            f"read back {where(s.db)}", command=equivalents.modutil_list(s.db.spec), owner=self)
 
     def _module_is_token_module(self) -> bool:
         return self.listing is not None and os.path.realpath(self.module_path()) == self.listing.token.module
@@ -390,8 +429,6 @@ class BrowsersPane(QWidget):
         if s is None or not nickname:
             return
         try:
-            from cert_desk.nss.tls import parse_url
-
             parse_url(url)
         except E.InputError as err:
             self.banner.show_message(str(err), "error")
@@ -400,9 +437,10 @@ class BrowsersPane(QWidget):
         if pin is None and self.listing is not None and self.listing.token_info.login_required:
             return
         self.banner.show_message(f"Logging in to {url} with {nickname}, as a browser would…", "muted")
+        host, port = parse_url(url)
         self.ctx.jobs.watch(self.service.test_login(s.db, nickname, url, pin), self._on_tested,
                             f"log in to {url} with {nickname}",
-                            command=f"tstclnt -d {s.db.spec} -n '{nickname}' -W PINFILE -h HOST -p PORT", owner=self)
+                            command=equivalents.tstclnt(s.db.spec, nickname, host, port), owner=self)
 
     def _on_tested(self, outcome: Outcome[TlsLogin]) -> None:
         if outcome.error is not None:
@@ -416,28 +454,34 @@ class BrowsersPane(QWidget):
         self.status.emit("TLS login " + ("succeeded" if r.ok else "failed"))
 
     def showEvent(self, event: QShowEvent) -> None:
-        """Look again each time the pane is shown: browsers start, stop and get installed meanwhile."""
+        """Look again each time the pane is shown: browsers start, stop and get installed meanwhile
+        (the user's ticks are kept)."""
         super().showEvent(event)
-        self.rescan()
+        if not self._busy:
+            self._fill_modules()
+            self.rescan()
 
     def shutdown(self) -> None:
         self.service.shutdown()
 
 
+def _steps(p: Plan) -> list[Plan]:
+    if p.add or not p.state.registered:
+        return [p]
+    return [Plan(p.state, False, m.name, p.module) for m in p.state.registered]
+
+
 def default_name(module_path: str) -> str:
-    """``/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so`` -> ``opensc-pkcs11``; ``libsofthsm2.so`` -> ``softhsm2``."""
-    base = os.path.basename(module_path).split(".so")[0]
-    return base.removeprefix("lib") or base
+    """The name a module gets in the databases when the user gives none (``softhsm2``, ``opensc-pkcs11``)."""
+    from cert_desk.pkcs11.discovery import short_name
 
-
-def _where(db: NssDatabase) -> str:
-    return f"{db.application} ({db.profile})" if db.profile else db.application
+    return short_name(module_path)
 
 
 def database_html(s: DatabaseState) -> str:
     e = html.escape
     db = s.db
-    rows = [f"<h3>{e(_where(db))}</h3>", f"<p><tt>{e(db.spec)}</tt> — format {e(db.format)}"
+    rows = [f"<h3>{e(where(db))}</h3>", f"<p><tt>{e(db.spec)}</tt> — format {e(db.format)}"
             + (f": {e(db.reason)}" if db.reason else "") + "</p>"]
     if s.running is not None:
         rows.append(f"<p style='color:{style.state_hex('warn')}'>{e(s.running.evidence)}</p>")
@@ -456,12 +500,14 @@ def database_html(s: DatabaseState) -> str:
 
 def readback_html(r: Readback) -> str:
     e = html.escape
-    rows = [f"<h3>{e(_where(r.db))}, as NSS loads it</h3>"]
+    rows = [f"<h3>{e(where(r.db))}, as NSS loads it</h3>"]
     for m in r.loaded:
         slots = "".join(f"<li>{e(sl.name)}: {e(sl.token) if sl.token else '<i>no token</i>'}</li>" for sl in m.slots)
         colour = style.state_hex("ok" if m.status.lower() == "loaded" else "error")
         rows.append(f"<p><b>{e(m.name)}</b> <tt>{e(m.library)}</tt> — <span style='color:{colour}'>{e(m.status)}"
                     f"</span></p><ul>{slots}</ul>")
+    if r.note:
+        rows.append(f"<p style='color:{style.state_hex('warn')}'>{e(r.note)}</p>")
     if r.certificates:
         rows.append("<p><b>Certificates NSS sees on the token</b></p><ul>"
                     + "".join(f"<li>{e(n)} ({e(t)})</li>" for n, t in r.certificates) + "</ul>")
