@@ -176,6 +176,10 @@ def obtain_pin(ctx: Context, info: TokenInfo, *, so: bool = False) -> Secret | N
     env = pin_from_env(SO_PIN_ENV if so else PIN_ENV)
     if env is not None:
         return env
+    if not so:
+        kept = _remembered_pin(ctx, info)
+        if kept is not None:
+            return kept
     if sys.stdin.isatty():
         limits = ""
         if info.min_pin_len is not None or info.max_pin_len is not None:
@@ -186,6 +190,28 @@ def obtain_pin(ctx: Context, info: TokenInfo, *, so: bool = False) -> Secret | N
             raise E.CancelledError("No PIN entered; nothing was tried.")
         return Secret(value, "prompt")
     raise E.PinRequiredError(f"Logging in to {info.label!r} needs its {who}.")
+
+
+def _remembered_pin(ctx: Context, info: TokenInfo) -> Secret | None:
+    """The PIN remembered in the keyring for this token, when its PIN state lets it be tried."""
+    from cert_desk.secrets import remembered
+
+    if os.environ.get("CERT_DESK_NO_KEYRING") or not info.serial.strip():
+        return None
+    try:
+        pin = remembered.recall(info.serial)
+    except E.KeyringError as err:
+        if remembered.keyring_status().available:  # absent is normal; locked or refusing is worth a word
+            ctx.note(f"Not using a remembered PIN: {err.message}")
+        return None
+    if pin is None:
+        return None
+    if not remembered.usable_for(info.user_pin):
+        ctx.note(f"A PIN is remembered for {info.label!r}, but the token says: {info.user_pin.words}; "
+                 "it is not tried.")
+        return None
+    ctx.note(f"Using the PIN remembered in the keyring for {info.label!r}.")
+    return pin
 
 
 def confirm_final_try(ctx: Context, info: TokenInfo, *, so: bool = False) -> bool:
@@ -207,7 +233,15 @@ def login(ctx: Context, ref: TokenRef, *, so: bool = False) -> None:
     info: TokenInfo = _wait(ctx.service.token_info(ref), "read the token information", MODULE_TIMEOUT)
     pin = obtain_pin(ctx, info, so=so)
     allow = confirm_final_try(ctx, info, so=so)
-    _wait(ctx.service.login(ref, pin, so=so, allow_final_try=allow), "log in")
+    try:
+        _wait(ctx.service.login(ref, pin, so=so, allow_final_try=allow), "log in")
+    except E.PinError as err:
+        from cert_desk.secrets import remembered
+
+        if pin is not None and pin.source == remembered.SOURCE and remembered.on_login_result(info.serial, pin, err):
+            err.hint = ("The remembered PIN was wrong, so it has been deleted from the keyring; it will not be "
+                        "tried again. Give the PIN with --pin-file, CERT_DESK_PIN or at the prompt.")
+        raise
 
 
 # --------------------------------------------------------------- commands
@@ -645,10 +679,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--module", metavar="PATH", help="the PKCS#11 module that serves the readers (default: all)")
     sp.set_defaults(func=cmd_readers)
 
-    from cert_desk import cli_lifecycle, cli_nss
+    from cert_desk import cli_admin, cli_lifecycle, cli_nss, cli_schsm
 
     cli_lifecycle.add_commands(sub, common, token_options, pin_options)
     cli_nss.add_commands(sub, common)
+    cli_admin.add_commands(sub, common, token_options)
+    cli_schsm.add_commands(sub, common)
 
     sp = sub.add_parser("demo", help="create (once) and describe the SoftHSM2 demo token")
     common(sp)

@@ -312,6 +312,16 @@ class PinRequiredError(PinError):
     )
 
 
+# -------------------------------------------------------------------- keyring
+
+
+class KeyringError(CertDeskError):
+    """The OS keyring (Secret Service, KWallet, ...) cannot store or give a remembered PIN:
+    there is none, it is locked, or it refused."""
+
+    default_hint = "Log in with the PIN without remembering it; nothing was stored."
+
+
 # ----------------------------------------------------------------------- misc
 
 

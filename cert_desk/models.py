@@ -195,10 +195,53 @@ class TokenRef:
 
 @dataclass(frozen=True)
 class LoginResult:
-    """The token after a login (or logout): its fresh info and who is logged in."""
+    """The token after a login (or logout): its fresh info and who is logged in.
+
+    Attributes:
+        notice: Something to tell the user that is not an error (the PIN could not be
+            remembered because the keyring is locked, ...).
+        pin_source: Where the PIN came from ("the keyring" for a remembered PIN), or "".
+    """
 
     token: TokenInfo
     logged_in_as: str | None
+    notice: str = ""
+    pin_source: str = ""
+
+
+@dataclass(frozen=True)
+class AdminResult:
+    """A token after a PIN was set or changed.
+
+    Attributes:
+        token: Its fresh info (the PIN states).
+        notice: What else happened, in words (a remembered PIN, now wrong, was deleted).
+    """
+
+    token: TokenInfo
+    notice: str = ""
+
+
+@dataclass(frozen=True)
+class LoginPreparation:
+    """What the GUI needs before it asks for a PIN, read on the token's worker in one go.
+
+    Attributes:
+        token: The token's fresh info (PIN state, limits).
+        keyring_available: A protected OS keyring answers (PINs can be remembered).
+        keyring_reason: Why not, when it does not.
+        remembered: A PIN is remembered for this token (still, after ``result``).
+        result: The login done with the remembered PIN, when one was remembered and the
+            token's PIN state allowed using it; ``None`` otherwise (ask the user).
+        notice: What happened to a remembered PIN, in words ("it was refused and deleted").
+    """
+
+    token: TokenInfo
+    keyring_available: bool
+    keyring_reason: str
+    remembered: bool
+    result: LoginResult | None
+    notice: str = ""
 
 
 # ------------------------------------------------------------------- objects

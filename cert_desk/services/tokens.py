@@ -17,6 +17,7 @@ from typing import TypeVar
 from cert_desk import errors as E
 from cert_desk.models import (
     LibraryInfo,
+    LoginPreparation,
     LoginResult,
     ModuleEntry,
     ModuleState,
@@ -143,9 +144,62 @@ class TokenService:
         return self.run(ref.module, lambda m: m.verify(ref), "read the token information")
 
     def login(self, ref: TokenRef, pin: Secret | None, *, so: bool = False,
-              allow_final_try: bool = False) -> Future[LoginResult]:
+              allow_final_try: bool = False, remember: bool | None = None) -> Future[LoginResult]:
+        """Log in. ``remember`` (user PIN only): True stores the PIN in the OS keyring once the
+        token accepted it, False deletes a remembered one, None leaves the keyring alone."""
+
         def job(m: LoadedModule) -> LoginResult:
-            return m.login(ref, pin, so=so, allow_final_try=allow_final_try)
+            result = m.login(ref, pin, so=so, allow_final_try=allow_final_try)
+            if so or remember is None:
+                return result
+            from dataclasses import replace
+
+            from cert_desk.secrets import remembered
+
+            try:
+                if remember and pin is not None:
+                    remembered.remember(ref.serial, ref.label, pin)
+                    return replace(result, notice="The PIN is remembered in the keyring for this token.")
+                if not remember and remembered.forget(ref.serial):
+                    return replace(result, notice="The remembered PIN of this token was deleted from the keyring.")
+            except E.CertDeskError as err:
+                return replace(result, notice=f"Logged in, but: {err}")
+            return result
+
+        return self.run(ref.module, job, "log in")
+
+    def prepare_login(self, ref: TokenRef) -> Future[LoginPreparation]:
+        """Read the PIN state and the keyring; log in with a remembered PIN when one is stored and
+        the token reports no earlier wrong PIN. A remembered PIN is tried once: refused, it is
+        deleted (see :mod:`cert_desk.secrets.remembered`)."""
+
+        def job(m: LoadedModule) -> LoginPreparation:
+            from cert_desk.secrets import remembered
+
+            info = m.verify(ref)
+            status = remembered.keyring_status()
+            if not status.available or info.protected_authentication_path:
+                return LoginPreparation(info, status.available, status.reason, False, None)
+            try:
+                pin = remembered.recall(ref.serial)
+            except E.CertDeskError as err:
+                return LoginPreparation(info, False, err.message, False, None)
+            if pin is None:
+                return LoginPreparation(info, True, "", False, None)
+            if not remembered.usable_for(info.user_pin):
+                return LoginPreparation(info, True, "", True, None,
+                                        notice=f"A PIN is remembered, but the token says: {info.user_pin.words}. "
+                                               "cert-desk does not try it; type the PIN.")
+            try:
+                result = m.login(ref, pin)
+            except E.PinError as err:
+                deleted = remembered.on_login_result(ref.serial, pin, err)
+                fresh = m.token_info(ref.slot_id)
+                what = "was refused and has been deleted from the keyring" if deleted else "was refused"
+                return LoginPreparation(fresh, True, "", not deleted, None,
+                                        notice=f"The remembered PIN {what}: {err.message}")
+            return LoginPreparation(result.token, True, "", True,
+                                    LoginResult(result.token, result.logged_in_as, pin_source=remembered.SOURCE))
 
         return self.run(ref.module, job, "log in")
 

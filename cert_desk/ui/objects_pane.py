@@ -29,6 +29,7 @@ from cert_desk import equivalents
 from cert_desk import errors as E
 from cert_desk.models import (
     KeyGroup,
+    LoginPreparation,
     LoginResult,
     ObjectInfo,
     ObjectListing,
@@ -64,6 +65,7 @@ class ObjectsPane(QWidget):
     status = Signal(str)
     login_changed = Signal(object, bool)
     listing_changed = Signal(object)
+    unblock_requested = Signal(object)  # a TokenRef whose user PIN is locked
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -334,10 +336,10 @@ class ObjectsPane(QWidget):
             return
         self._login_pending = True
         self.login_button.setEnabled(False)
-        self.ctx.jobs.watch(self.ctx.service.token_info(ref), lambda o: self._open_pin_dialog(ref, o),
+        self.ctx.jobs.watch(self.ctx.service.prepare_login(ref), lambda o: self._open_pin_dialog(ref, o),
                             "read the PIN state", command=equivalents.slots(ref.module), owner=self)
 
-    def _open_pin_dialog(self, ref: TokenRef, outcome: Outcome[TokenInfo]) -> None:
+    def _open_pin_dialog(self, ref: TokenRef, outcome: Outcome[LoginPreparation]) -> None:
         self._login_pending = False
         self._update_buttons()
         if ref != self.ref:
@@ -345,14 +347,27 @@ class ObjectsPane(QWidget):
         if outcome.error is not None:
             self._show_error(outcome.error)
             return
-        token = outcome.value
-        assert token is not None
-        dialog = PinDialog(token, parent=self)
+        prep = outcome.value
+        assert prep is not None
+        if prep.result is not None:  # logged in with the PIN remembered in the keyring
+            self._logged_in(ref, "with the PIN remembered in the keyring")
+            return
+        dialog = PinDialog(prep.token, parent=self, keyring=(prep.keyring_available, prep.keyring_reason),
+                           remembered=prep.remembered)
+        if prep.notice:
+            dialog.show_message(prep.notice, "warn")
         dialog.submitted.connect(lambda pin: self._submit_pin(ref, dialog, pin))
+        dialog.unblock_requested.connect(lambda: self.unblock_requested.emit(ref))
         dialog.finished.connect(self._dialog_closed)
         self.dialog = dialog
         self._update_buttons()
         dialog.open()
+
+    def _logged_in(self, ref: TokenRef, how: str = "", notice: str = "") -> None:
+        self.logged_in = True
+        self.login_changed.emit(ref, True)
+        self.status.emit(f"Logged in to {ref.label} {how}".rstrip() + (f". {notice}" if notice else ""))
+        self.refresh()
 
     @Slot()
     def _dialog_closed(self) -> None:
@@ -365,7 +380,8 @@ class ObjectsPane(QWidget):
         from cert_desk.secrets import Secret
 
         secret = pin if isinstance(pin, Secret) else None
-        future = self.ctx.service.login(ref, secret, allow_final_try=dialog.allow_final_try)
+        future = self.ctx.service.login(ref, secret, allow_final_try=dialog.allow_final_try,
+                                        remember=dialog.remember_choice)
         del pin, secret  # the worker holds the only reference now; nothing here keeps the PIN
         self.ctx.jobs.watch(future, lambda o: self._on_login(ref, dialog, o), f"log in to {ref.label!r}",
                             command=equivalents.login(ref), owner=self)
@@ -376,10 +392,7 @@ class ObjectsPane(QWidget):
         err = outcome.error
         if err is None:
             dialog.accept()
-            self.logged_in = True
-            self.login_changed.emit(ref, True)
-            self.status.emit(f"Logged in to {ref.label}")
-            self.refresh()
+            self._logged_in(ref, notice=outcome.value.notice if outcome.value else "")
             return
         if isinstance(err, E.PinError):
             # Read the token again: the dialog shows what the token now says about the PIN.

@@ -57,11 +57,16 @@ class PinDialog(QDialog):
 
     Signals:
         submitted(object): The user pressed Log in: a ``Secret``, or ``None`` for a PIN pad.
+        unblock_requested(): The PIN is locked and the user wants to set a new one with the SO PIN.
     """
 
     submitted = Signal(object)
+    unblock_requested = Signal()
 
-    def __init__(self, token: TokenInfo, *, so: bool = False, parent: QWidget | None = None) -> None:
+    def __init__(self, token: TokenInfo, *, so: bool = False, parent: QWidget | None = None,
+                 keyring: tuple[bool, str] | None = None, remembered: bool = False) -> None:
+        """``keyring``: (available, reason why not) shows the "Remember this PIN" box (user PIN
+        only, never the SO PIN); ``remembered`` ticks it, since a PIN is stored already."""
         super().__init__(parent)
         self.so = so
         self.who = "SO PIN" if so else "PIN"
@@ -81,6 +86,26 @@ class PinDialog(QDialog):
         self.limits.setObjectName("limits")
         self.final_try = QCheckBox(FINAL_TRY_TEXT)
         self.final_try.setVisible(False)
+        self.remember = QCheckBox("Remember this PIN in the keyring for this token")
+        self.remember.setObjectName("remember")
+        self.remember_note = QLabel()
+        self.remember_note.setObjectName("remember_note")
+        self.remember_note.setWordWrap(True)
+        self.was_remembered = remembered
+        self._remember_shown = keyring is not None and not so
+        self._remember_offered = self._remember_shown and keyring is not None and keyring[0]
+        if keyring is None or so:
+            self.remember.setVisible(False)
+            self.remember_note.setVisible(False)
+        elif keyring[0]:
+            self.remember.setChecked(remembered)
+            self.remember.setToolTip("Stored in your desktop keyring under this token's serial number. A remembered "
+                                     "PIN that the token refuses is deleted at once and never tried again.")
+            self.remember_note.setVisible(False)
+        else:
+            self.remember.setEnabled(False)
+            self.remember_note.setText(f"<span style='color:{style.state_hex('muted')}'>"
+                                       f"{html.escape(keyring[1])}</span>")
         self.message = QLabel()
         self.message.setWordWrap(True)
         self.message.setVisible(False)
@@ -92,6 +117,10 @@ class PinDialog(QDialog):
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         self.ok_button = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
         self.ok_button.setText("Log in")
+        self.unblock_button = self.buttons.addButton("Unblock with the SO PIN…",
+                                                     QDialogButtonBox.ButtonRole.ActionRole)
+        self.unblock_button.setObjectName("unblock")
+        self.unblock_button.clicked.connect(self._unblock)
         self.buttons.accepted.connect(self._submit)
         self.buttons.rejected.connect(self.reject)
 
@@ -108,6 +137,8 @@ class PinDialog(QDialog):
         layout.addWidget(self.intro)
         layout.addLayout(form)
         layout.addWidget(self.final_try)
+        layout.addWidget(self.remember)
+        layout.addWidget(self.remember_note)
         layout.addWidget(self.message)
         layout.addWidget(self.progress)
         layout.addWidget(self.buttons)
@@ -134,6 +165,7 @@ class PinDialog(QDialog):
             self.intro.setText(f"Enter the {self.who} of <b>{html.escape(token.label)}</b> (serial {serial}).")
         for w in (self.pin, self.pin_row_label, self.limits):
             w.setVisible(not self.pad)
+        self.remember.setVisible(self._remember_shown and not self.pad)  # a PIN pad's PIN is never seen
         lo, hi = token.min_pin_len, token.max_pin_len
         if hi:
             self.pin.setMaxLength(hi)
@@ -144,12 +176,14 @@ class PinDialog(QDialog):
         else:
             self.limits.clear()
         self.final_try.setVisible(state is PinState.FINAL_TRY)
+        self.unblock_button.setVisible(state is PinState.LOCKED and not self.so)
         if state is not PinState.FINAL_TRY:
             self.final_try.setChecked(False)
         if state is PinState.LOCKED:
-            self.show_message(f"The {self.who} is locked, so cert-desk will not try it. Unblock it with the SO PIN "
-                              "(Devices pane, when token administration is available) or re-initialise the token.",
-                              "error")
+            self.show_message(f"The {self.who} is locked, so cert-desk will not try it. "
+                              + ("Unblock it: set a new PIN with the SO PIN." if not self.so else
+                                 "A locked SO PIN cannot be unblocked: only re-initialising the token (if the "
+                                 "device allows it) makes it usable again."), "error")
             self.pin.setEnabled(False)
         elif state is PinState.NOT_INITIALIZED and not self.so:
             self.show_message("This token has no user PIN yet: set it with the SO PIN first.", "error")
@@ -179,6 +213,7 @@ class PinDialog(QDialog):
         cancel.setEnabled(not busy)  # the token is checking the PIN: its answer must reach this dialog
         self.pin.setEnabled(not busy and self.state not in (PinState.LOCKED,))
         self.final_try.setEnabled(not busy)
+        self.remember.setEnabled(not busy and self._remember_offered)
         self._update()
         if busy:
             self.ok_button.setEnabled(False)
@@ -195,8 +230,22 @@ class PinDialog(QDialog):
         self.ok_button.setEnabled(ok and not self.progress.isVisible())
 
     @property
+    def remember_choice(self) -> bool | None:
+        """True: store the PIN once accepted; False: delete the remembered one; None: no change."""
+        if not self._remember_offered or self.pad:
+            return None
+        if self.remember.isChecked():
+            return True
+        return False if self.was_remembered else None
+
+    @property
     def allow_final_try(self) -> bool:
         return self.state is PinState.FINAL_TRY and self.final_try.isChecked()
+
+    @Slot()
+    def _unblock(self) -> None:
+        self.reject()
+        self.unblock_requested.emit()
 
     @Slot()
     def _submit(self) -> None:
