@@ -43,7 +43,8 @@ def test_no_option_takes_a_pin_value() -> None:
             for opt in action.option_strings:
                 if "pin" in opt.lower() or "pass" in opt.lower():
                     seen.append(opt)
-    assert seen and set(seen) <= {"--pin-file", "--pin-file-ref", "--passphrase-file", "--no-passphrase"}, seen
+    assert seen and set(seen) <= {"--pin-file", "--pin-file-ref", "--passphrase-file", "--no-passphrase",
+                                  "--so-pin-file", "--new-pin-file", "--password-file", "--pin-retry"}, seen
 
 
 def test_modules_dedupes_by_real_path(cli: Cli, softhsm: SoftHsm) -> None:

@@ -18,6 +18,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -115,6 +116,7 @@ def main() -> int:
 
     _lifecycle_shots(window, ctx, home, wait, shot)
     _browsers_shot(window, home, wait, shot)
+    _admin_shots(window, ctx, home, wait, shot)
     window.show_pane("Objects")
     window.close()
     ctx.shutdown()
@@ -197,6 +199,44 @@ def _browsers_shot(window: object, home: Path, wait: object, shot: object) -> No
     pane.table.setCurrentItem(pane.table.topLevelItem(1))
     pane.url.setText("https://intranet.example.org/")
     shot(window, "browsers")  # type: ignore[operator]
+
+
+def _admin_shots(window: object, ctx: object, home: Path, wait: object, shot: object) -> None:
+    """The change-PIN dialog checking as it is typed; the SmartCard-HSM dialog, run against the test
+    suite's STAND-IN for sc-hsm-tool (no SmartCard-HSM is attached where the pictures are made)."""
+    import json
+    import shutil
+
+    from cert_desk import demo
+    from cert_desk.ui.schsm_dialog import ScHsmDialog
+
+    w: Any = window
+    w.show_pane("Devices")
+    w.devices.select_token(demo.DEMO_LABEL)
+    wait(lambda: ctx.jobs.pending() == 0)  # type: ignore[attr-defined, operator]
+    w.devices.administer("change")
+    dialog = w.devices.admin_dialog
+    dialog.current.setText(demo.DEMO_USER_PIN)
+    dialog.new.setText("2468")
+    dialog.repeat.setText("24")
+    shot(dialog, "admin-dialog")  # type: ignore[operator]
+    dialog.reject()
+
+    data = ROOT / "tests" / "data" / "sc-hsm-tool"
+    tool = home / "bin" / "fake-sc-hsm-tool"
+    tool.parent.mkdir(exist_ok=True)
+    shutil.copy2(data / "fake-sc-hsm-tool", tool)
+    card = home / "card.json"
+    card.write_text(json.dumps({"so_pin": "3537363231383830", "user_pin": "648219", "keys": [1], "echo_off_delay": 0,
+                                "dkek": {"shares": 1, "outstanding": 0, "kcv": "A7C3B1F09E44D215"}}))
+    os.environ["CERT_DESK_SC_HSM_TOOL"] = str(tool)
+    os.environ["FAKE_SC_HSM_TOOL_CARD"] = str(card)
+    hsm = ScHsmDialog(ctx, 0, "Nitrokey Nitrokey HSM (DENK01234560000) 00 00", "UserPIN (SmartCard-HSM)",  # type: ignore[arg-type]
+                      parent=w)
+    hsm.show()
+    wait(lambda: "check value" in hsm.status.text())  # type: ignore[operator]
+    shot(hsm, "schsm-dialog")  # type: ignore[operator]
+    hsm.close()
 
 
 def _reader_bed(home: Path) -> object | None:

@@ -13,6 +13,7 @@ from PySide6.QtGui import QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
     QFileDialog,
     QGroupBox,
+    QHBoxLayout,
     QPushButton,
     QSplitter,
     QTextBrowser,
@@ -208,10 +209,40 @@ class DevicesPane(QWidget):
         self.details.setObjectName("deviceDetails")
         self.details.setOpenLinks(False)
         self.details.setHtml("<p>Select a module or a token.</p>")
+        self.admin_buttons: dict[str, QPushButton] = {}
+        admin_row = QHBoxLayout()
+        admin_row.setSpacing(style.SPACING)
+        for action, text, tip in (
+            ("change", "Change PIN…", "Change the user PIN (the current one is needed)"),
+            ("unblock", "Unblock PIN…", "Set a new user PIN with the SO PIN: a locked PIN, or a fresh token's first"),
+            ("change-so", "Change SO PIN…", "Change the SO PIN"),
+            ("init", "Initialise…", "Erase the token and give it a new label and SO PIN"),
+        ):
+            b = QPushButton(text)
+            b.setObjectName(f"admin-{action}")
+            b.setToolTip(tip)
+            b.clicked.connect(lambda _c=False, a=action: self.administer(a))
+            self.admin_buttons[action] = b
+            if action == "init":
+                admin_row.addStretch(1)
+            admin_row.addWidget(b)
+        self.schsm_button = QPushButton("SmartCard-HSM…")
+        self.schsm_button.setObjectName("admin-schsm")
+        self.schsm_button.setToolTip("DKEK state, key backup shares, wrap and unwrap, initialise (sc-hsm-tool)")
+        self.schsm_button.setVisible(False)  # only for a SmartCard-HSM / Nitrokey HSM
+        self.schsm_button.clicked.connect(self.open_schsm)
+        admin_row.insertWidget(admin_row.count() - 2, self.schsm_button)
+        details_box = QWidget()
+        dl = QVBoxLayout(details_box)
+        dl.setContentsMargins(0, 0, 0, 0)
+        dl.setSpacing(style.SPACING)
+        dl.addLayout(admin_row)
+        dl.addWidget(self.details, 1)
+        self.admin_dialog: QWidget | None = None
         self.split = QSplitter()
         self.split.setObjectName("devicesSplit")
         self.split.addWidget(self.tree)
-        self.split.addWidget(self.details)
+        self.split.addWidget(details_box)
         self.split.setStretchFactor(0, 2)
         self.split.setStretchFactor(1, 3)
 
@@ -251,6 +282,7 @@ class DevicesPane(QWidget):
         if generation != self._generation:
             return
         self.model.removeRows(0, self.model.rowCount())
+        self._update_admin(None)
         self._errors.clear()
         listed = {e.realpath for e in (outcome.value or [])}
         for gone in set(self._states) - listed:
@@ -443,16 +475,98 @@ class DevicesPane(QWidget):
     def _on_current(self) -> None:
         index = self.tree.currentIndex()
         item = self.model.itemFromIndex(index) if index.isValid() else None
+        data = item.data(ROLE_DATA) if item is not None else None
+        self._update_admin(data if isinstance(data, SlotReport) else None)
         if item is None:
             return
-        data = item.data(ROLE_DATA)
         if isinstance(data, ModuleEntry):
             self.details.setHtml(module_html(data, item.data(ROLE_LIBRARY), self._errors.get(data.realpath)))
         elif isinstance(data, SlotReport):
             self.details.setHtml(token_html(data))
+            t = data.token
+            if t is not None and t.initialized and t.user_pin is E.PinState.LOCKED:
+                self.banner.show_message(f"The user PIN of {t.label!r} is locked. Unblock PIN… sets a new one with "
+                                         "the SO PIN.", "warn")
+            elif t is not None and t.initialized and t.user_pin is E.PinState.NOT_INITIALIZED:
+                self.banner.show_message(f"{t.label!r} has no user PIN yet. Unblock PIN… sets the first one with the "
+                                         "SO PIN.", "warn")
             if data.token is not None and data.token.initialized:
                 self.token_selected.emit(
                     TokenRef(data.module, data.slot.slot_id, data.token.serial, data.token.label), data.token)
+
+    def selected_slot(self) -> SlotReport | None:
+        index = self.tree.currentIndex()
+        item = self.model.itemFromIndex(index) if index.isValid() else None
+        data = item.data(ROLE_DATA) if item is not None else None
+        return data if isinstance(data, SlotReport) else None
+
+    def _reader_of(self, report: SlotReport) -> tuple[int, str, bytes | None] | None:
+        """(OpenSC's reader number, reader name, ATR) of the reader a slot is (OpenSC names slots
+        after readers and numbers them in PC/SC's order)."""
+        snap = self.readers.snapshot
+        if snap is None:
+            return None
+        for index, reader in enumerate(snap.readers):
+            if reader.name == report.slot.description.strip():
+                return index, reader.name, reader.atr or None
+        return None
+
+    def is_schsm(self, report: SlotReport | None) -> bool:
+        from cert_desk.pkcs11.schsm import is_smartcard_hsm
+
+        if report is None or report.token is None:
+            return False
+        reader = self._reader_of(report)
+        return reader is not None and is_smartcard_hsm(report.token, reader[2])
+
+    def open_schsm(self) -> None:
+        from cert_desk.ui.schsm_dialog import ScHsmDialog
+
+        report = self.selected_slot()
+        reader = self._reader_of(report) if report is not None else None
+        if report is None or report.token is None or reader is None:
+            return
+        dialog = ScHsmDialog(self.ctx, reader[0], reader[1], report.token.label or reader[1], parent=self)
+        self.admin_dialog = dialog
+        dialog.open()
+
+    def _update_admin(self, report: SlotReport | None) -> None:
+        self.schsm_button.setVisible(self.is_schsm(report))
+        token = report.token if report is not None else None
+        initialized = token is not None and token.initialized
+        pad = token is not None and token.protected_authentication_path
+        for action, b in self.admin_buttons.items():
+            ok = token is not None if action == "init" else initialized
+            if action == "change":
+                ok = ok and token is not None and token.user_pin not in (E.PinState.LOCKED, E.PinState.NOT_INITIALIZED)
+            b.setEnabled(ok and not pad)
+        if pad:
+            for b in self.admin_buttons.values():
+                b.setToolTip("This token has a PIN pad: use its vendor's tool to change PINs.")
+
+    def administer(self, action: str) -> None:
+        """Open the administration dialog for the selected slot's token."""
+        from cert_desk.ui.admin_dialog import AdminDialog
+
+        report = self.selected_slot()
+        if report is None or report.token is None:
+            return
+        t = report.token
+        ref = TokenRef(report.module, report.slot.slot_id, t.serial, t.label) if t.initialized else None
+        dialog = AdminDialog(self.ctx, action, module=report.module, slot_id=report.slot.slot_id, info=t, ref=ref,
+                             parent=self)
+        dialog.succeeded.connect(lambda words, a=action: self._administered(a, words))
+        self.admin_dialog = dialog
+        dialog.open()
+
+    def _administered(self, action: str, words: str) -> None:
+        self.banner.show_message(words, "ok")
+        self.status.emit(words)
+        if action == "init":
+            self.reload()  # SoftHSM2 gives a new token its slot only at the next initialisation
+        else:
+            self.modules_reloaded.emit()  # the admin session logged out: the Objects pane logs in again
+            self.refresh()
 
     def retheme(self) -> None:
         """The palette changed: redraw the icons and the details in its colours."""
@@ -475,6 +589,17 @@ class DevicesPane(QWidget):
                 data = child.data(ROLE_DATA)
                 if isinstance(data, SlotReport) and data.token is not None and data.token.label == label:
                     self.tree.setCurrentIndex(child.index())
+                    return True
+        return False
+
+    def select_slot(self, module: str, slot_id: int) -> bool:
+        """Select the row of one slot of one module."""
+        for r in range(self.model.rowCount()):
+            item = self.model.item(r)
+            for c in range(item.rowCount()):
+                data = item.child(c).data(ROLE_DATA)
+                if isinstance(data, SlotReport) and data.module == module and data.slot.slot_id == slot_id:
+                    self.tree.setCurrentIndex(item.child(c).index())
                     return True
         return False
 

@@ -127,6 +127,7 @@ class MainWindow(QMainWindow):
         self.keys.csr_requested.connect(self._request_csr)
         self.keys.openssl_requested.connect(self._use_with_openssl)
         self.certificates.renew_requested.connect(self.renew)
+        self.objects.unblock_requested.connect(self.unblock)
 
         QShortcut(QKeySequence.StandardKey.Quit, self, self.close)
         QShortcut(QKeySequence.StandardKey.Refresh, self, self._refresh_current)
@@ -253,6 +254,14 @@ class MainWindow(QMainWindow):
             self.devices.reload()
         elif pane in (self.objects, self.keys, self.certificates):
             self.objects.refresh()
+
+    def unblock(self, ref: object) -> None:
+        """A locked user PIN: the Devices pane's "Unblock PIN" for that token."""
+        if not isinstance(ref, TokenRef):
+            return
+        self.show_pane("Devices")
+        if self.devices.select_slot(ref.module, ref.slot_id):
+            self.devices.administer("unblock")
 
     def show_pane(self, name: str) -> None:
         self.nav.setCurrentRow(self.PANES.index(name))
