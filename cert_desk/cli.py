@@ -166,7 +166,7 @@ def obtain_pin(ctx: Context, info: TokenInfo, *, so: bool = False) -> Secret | N
         raise E.PinLockedError(f"The {who} of {info.label!r} is locked; no login was tried.", so=so)
     if state is E.PinState.NOT_INITIALIZED and not so:
         raise E.PinError(f"{info.label!r} has no user PIN yet, so there is nothing to log in with.",
-                         hint="Set the user PIN with the SO PIN first (pkcs11-tool --init-pin).")
+                         hint="Set the user PIN with the SO PIN first: cert-desk pin unblock.")
     if info.protected_authentication_path:
         ctx.note(f"Enter the {who} of {info.label!r} on the reader's PIN pad.")
         return None
@@ -199,10 +199,9 @@ def _remembered_pin(ctx: Context, info: TokenInfo) -> Secret | None:
     if os.environ.get("CERT_DESK_NO_KEYRING") or not info.serial.strip():
         return None
     try:
-        pin = remembered.recall(info.serial)
-    except E.KeyringError as err:
-        if remembered.keyring_status().available:  # absent is normal; locked or refusing is worth a word
-            ctx.note(f"Not using a remembered PIN: {err.message}")
+        pin = remembered.recall(info.serial, info.label)
+    except E.KeyringError as err:  # only asked for a token whose PIN the user chose to remember
+        ctx.note(f"Not using the remembered PIN: {err.message}")
         return None
     if pin is None:
         return None
@@ -238,7 +237,8 @@ def login(ctx: Context, ref: TokenRef, *, so: bool = False) -> None:
     except E.PinError as err:
         from cert_desk.secrets import remembered
 
-        if pin is not None and pin.source == remembered.SOURCE and remembered.on_login_result(info.serial, pin, err):
+        if (pin is not None and pin.source == remembered.SOURCE
+                and remembered.on_login_result(info.serial, info.label, pin, err)):
             err.hint = ("The remembered PIN was wrong, so it has been deleted from the keyring; it will not be "
                         "tried again. Give the PIN with --pin-file, CERT_DESK_PIN or at the prompt.")
         raise

@@ -64,18 +64,41 @@ def _say_state(ctx: Any, info: TokenInfo) -> None:
 
 
 def cmd_token_init(ctx: Any) -> int:
-    from cert_desk.pkcs11.admin import check_label
+    from cert_desk.pkcs11.admin import check_init_confirmation, check_label
 
     args = ctx.args
     modules = ctx.modules_to_search()
     if not modules:
         raise E.InputError("Name the module: --module PATH (initialising needs an exact slot).")
     label = check_label(args.label)
-    so_pin = _secret(ctx, option="so_pin_file", env=SO_PIN_ENV, prompt=f"SO PIN for the new token {label!r}",
-                     repeat=True)
-    ref = _service(ctx).init_token(modules[0], args.slot, so_pin=so_pin, label=label, confirm=args.confirm)
+    service = _service(ctx)
+    before: TokenInfo | None = service.slot_token(modules[0], args.slot)
+    if before is not None and before.initialized:
+        check_init_confirmation(before, args.slot, args.confirm)  # before any PIN is asked for
+        if before.so_pin is E.PinState.LOCKED:
+            raise E.PinLockedError(f"The SO PIN of {before.label!r} is locked: it cannot be initialised with it.",
+                                   so=True, hint="Some devices can be reset only by their vendor's tool.")
+        so_pin = _secret(ctx, option="so_pin_file", env=SO_PIN_ENV, prompt=f"Current SO PIN of {before.label!r}")
+    else:
+        so_pin = _secret(ctx, option="so_pin_file", env=SO_PIN_ENV, prompt=f"SO PIN for the new token {label!r}",
+                         repeat=True)
+    from cert_desk.cli import confirm_final_try
+
+    allow = before is not None and before.initialized and confirm_final_try(ctx, before, so=True)
+    ref, notice = service.init_token(modules[0], args.slot, so_pin=so_pin, label=label, confirm=args.confirm,
+                                     allow_final_try=allow)
     ctx.say(f"Initialised {ref.describe()}. Next: set its user PIN (cert-desk pin unblock --serial {ref.serial}).")
+    if notice:
+        ctx.note(notice)
     return EXIT_OK
+
+
+def _refuse_locked(info: TokenInfo, *, so: bool) -> None:
+    """Say a locked PIN before asking for any PIN: nothing would be tried."""
+    state = info.so_pin if so else info.user_pin
+    if state is E.PinState.LOCKED:
+        raise E.PinLockedError(f"The {'SO PIN' if so else 'PIN'} of {info.label!r} is locked; nothing was tried.",
+                               so=so)
 
 
 def _report(ctx: Any, result: Any, done: str) -> int:
@@ -113,11 +136,16 @@ def cmd_pin_remember(ctx: Any) -> int:
 def cmd_pin_forget(ctx: Any) -> int:
     from cert_desk.secrets import remembered
 
-    ref = ctx.find_token()
-    if remembered.forget(ref.serial):
-        ctx.say(f"Deleted the PIN remembered for {ref.describe()}.")
+    args = ctx.args
+    if args.serial and args.token:  # a lost or broken token's PIN can be forgotten without it
+        serial, label, what = args.serial, args.token, f"token {args.token!r} (serial {args.serial})"
     else:
-        ctx.say(f"No PIN is remembered for {ref.describe()}.")
+        ref = ctx.find_token()
+        serial, label, what = ref.serial, ref.label, ref.describe()
+    if remembered.forget(serial, label):
+        ctx.say(f"Deleted the PIN remembered for {what}.")
+    else:
+        ctx.say(f"No PIN is remembered for {what}.")
     return EXIT_OK
 
 
@@ -136,6 +164,7 @@ def cmd_pin_keyring(ctx: Any) -> int:
 
 def cmd_pin_change(ctx: Any) -> int:
     ref, info = _token(ctx)
+    _refuse_locked(info, so=False)
     old = _secret(ctx, option="pin_file", env=PIN_ENV, prompt=f"Current PIN of {info.label!r}")
     new = _secret(ctx, option="new_pin_file", env=NEW_PIN_ENV, prompt=f"New PIN for {info.label!r}", repeat=True)
     result = _wait(_service(ctx).change_pin(ref, old=old, new=new, allow_final_try=ctx.args.allow_final_try),
@@ -145,6 +174,7 @@ def cmd_pin_change(ctx: Any) -> int:
 
 def cmd_pin_unblock(ctx: Any) -> int:
     ref, info = _token(ctx)
+    _refuse_locked(info, so=True)
     so = _secret(ctx, option="so_pin_file", env=SO_PIN_ENV, prompt=f"SO PIN of {info.label!r}")
     new = _secret(ctx, option="new_pin_file", env=NEW_PIN_ENV, prompt=f"New user PIN for {info.label!r}",
                   repeat=True)
@@ -154,6 +184,7 @@ def cmd_pin_unblock(ctx: Any) -> int:
 
 def cmd_pin_change_so(ctx: Any) -> int:
     ref, info = _token(ctx)
+    _refuse_locked(info, so=True)
     old = _secret(ctx, option="so_pin_file", env=SO_PIN_ENV, prompt=f"Current SO PIN of {info.label!r}")
     new = _secret(ctx, option="new_pin_file", env=NEW_PIN_ENV, prompt=f"New SO PIN for {info.label!r}",
                   repeat=True)
@@ -171,7 +202,11 @@ def add_commands(sub: Any, common: Callable[..., None], token_options: Callable[
     sp.add_argument("--slot", required=True, type=_slot_id, metavar="ID", help="the slot (see 'cert-desk slots')")
     sp.add_argument("--label", required=True, help="the new token's label (at most 32 bytes)")
     sp.add_argument("--confirm", metavar="LABEL", help="the current token's label, typed back: it is erased")
-    sp.add_argument("--so-pin-file", metavar="FILE", help=f"the new SO PIN (else ${SO_PIN_ENV} or a prompt)")
+    sp.add_argument("--so-pin-file", metavar="FILE",
+                    help=f"the SO PIN: the current one of an initialised token, else the new one (else ${SO_PIN_ENV} "
+                         "or a prompt)")
+    sp.add_argument("--allow-final-try", action="store_true",
+                    help="try the SO PIN even when the token says one more wrong one locks it")
     sp.set_defaults(func=cmd_token_init)
 
     pin = sub.add_parser("pin", help="change, unblock or change the SO PIN")
@@ -189,9 +224,9 @@ def add_commands(sub: Any, common: Callable[..., None], token_options: Callable[
         else:
             sp.add_argument("--so-pin-file", metavar="FILE", help=f"the SO PIN (else ${SO_PIN_ENV} or a prompt)")
         sp.add_argument("--new-pin-file", metavar="FILE", help=f"the new PIN (else ${NEW_PIN_ENV} or a prompt, twice)")
-        if name != "unblock":
-            sp.add_argument("--allow-final-try", action="store_true",
-                            help="try the current PIN even when the token says one more wrong PIN locks it")
+        sp.add_argument("--allow-final-try", action="store_true",
+                        help=f"try the {'current PIN' if name == 'change' else 'SO PIN'} even when the token says "
+                             "one more wrong one locks it")
         sp.set_defaults(func=func)
 
     sp = pin_sub.add_parser("remember", help="check the user PIN, then keep it in the OS keyring for this token")

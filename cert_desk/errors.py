@@ -279,8 +279,8 @@ class PinLockedError(PinError):
     """The PIN is blocked; logging in is not possible."""
 
     default_hint = (
-        "Unblock the user PIN with the SO PIN (pkcs11-tool --init-pin --login --login-type so), "
-        "or re-initialise the token."
+        "Set a new user PIN with the SO PIN: cert-desk pin unblock, or Unblock PIN… in the Devices pane "
+        "(a locked SO PIN: only re-initialising the token, where the device allows it)."
     )
 
 

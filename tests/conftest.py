@@ -69,7 +69,8 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for var, sub in (("XDG_CONFIG_HOME", ".config"), ("XDG_DATA_HOME", ".local/share"),
                      ("XDG_STATE_HOME", ".local/state"), ("XDG_CACHE_HOME", ".cache")):
         monkeypatch.setenv(var, str(home / sub))
-    for var in ("CERT_DESK_PIN", "CERT_DESK_SO_PIN", "SOFTHSM2_CONF", "PYTHON_KEYRING_BACKEND"):
+    for var in ("CERT_DESK_PIN", "CERT_DESK_SO_PIN", "CERT_DESK_NEW_PIN", "CERT_DESK_SHARE_PASSWORD",
+                "CERT_DESK_NO_KEYRING", "CERT_DESK_SC_HSM_TOOL", "SOFTHSM2_CONF", "PYTHON_KEYRING_BACKEND"):
         monkeypatch.delenv(var, raising=False)
     # never the developer's own keyring: tests that want one start a private keyring daemon
     monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", f"unix:path={home}/no-session-bus")

@@ -27,9 +27,9 @@ class KeyringBed:
     address: str
     home: Path
 
-    def lookup(self, serial: str) -> str | None:
+    def lookup(self, serial: str, label: str) -> str | None:
         """What ``secret-tool`` finds for a token's remembered PIN (the reference reader)."""
-        proc = subprocess.run(["secret-tool", "lookup", "service", "cert-desk", "username", f"token:{serial}"],
+        proc = subprocess.run(["secret-tool", "lookup", "service", "cert-desk", "username", f"token:{serial}:{label}"],
                               capture_output=True, text=True, timeout=20, env=self.env())
         return proc.stdout if proc.returncode == 0 and proc.stdout else None
 
@@ -86,6 +86,11 @@ def keyring_bed(isolated_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyP
     bus = subprocess.Popen(["dbus-daemon", "--session", "--nofork", "--print-address=1"],
                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert bus.stdout is not None
+    import select
+
+    if not select.select([bus.stdout], [], [], 20)[0]:
+        bus.kill()
+        raise AssertionError("dbus-daemon printed no address")
     address = bus.stdout.readline().strip()
     monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", address)
     daemon = subprocess.Popen(["gnome-keyring-daemon", "--foreground", "--unlock", "--components=secrets"],

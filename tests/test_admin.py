@@ -171,3 +171,25 @@ def test_new_pin_files_and_the_repeat_check(cli: Cli, softhsm: SoftHsm, token: s
     # without a terminal and without a file or variable, the new PIN is asked for, not invented
     r = cli("pin", "change", "--module", softhsm.module, "--token", token, env={"CERT_DESK_PIN": NEW_PIN})
     assert r.returncode != 0 and "CERT_DESK_NEW_PIN" in r.stderr
+
+
+def test_smartcard_hsm_pin_rules_come_before_the_tokens_limits() -> None:
+    """OpenSC reports the user PIN's limits (6-15) for a SmartCard-HSM; its SO PIN is 16 hex digits.
+    (A TokenInfo as OpenSC gives it for one: no SmartCard-HSM is attached here.)"""
+    from cert_desk import errors as E
+    from cert_desk.pkcs11.admin import check_new_pin
+    from cert_desk.pkcs11.module import check_pin_length
+    from cert_desk.secrets import Secret
+    from tests.test_schsm import _info
+
+    hsm = _info("UserPIN (SmartCard-HSM)", "www.CardContact.de", "PKCS#15 emulated")
+    check_new_pin(Secret("0123456789ABCDEF"), hsm, so=True)
+    check_pin_length(Secret("0123456789abcdef"), hsm, so=True)  # what C_Login(SO) is checked with
+    for bad in ("0123456789ABCDE", "0123456789ABCDEG", "12345678"):
+        with pytest.raises(E.PinPolicyError) as info:
+            check_new_pin(Secret(bad), hsm, so=True)
+        assert bad not in str(info.value)
+    check_new_pin(Secret("123456"), hsm, so=False)
+    for bad in ("12345", "1234567890123456"):
+        with pytest.raises(E.PinPolicyError):
+            check_new_pin(Secret(bad), hsm, so=False)

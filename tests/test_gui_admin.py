@@ -117,14 +117,16 @@ def test_initialise_a_free_slot_and_confirm_before_erasing(qtbot: QtBot, window:
     dialog = _open(qtbot, window, "init")
     dialog.label.setText("renamed")
     qtbot.keyClicks(dialog.confirm, "test tokn")
-    qtbot.keyClicks(dialog.new, SO_PIN)
-    qtbot.keyClicks(dialog.repeat, SO_PIN)
+    qtbot.keyClicks(dialog.current, SO_PIN)  # the current SO PIN: C_InitToken checks it
     assert not dialog.ok_button.isEnabled() and "to confirm" in dialog.message.text()
-    dialog.reject()
-    assert _pin_works(softhsm, token, USER_PIN)
+    dialog.confirm.setText(token)
+    assert dialog.ok_button.isEnabled(), dialog.message.text()
+    _finish(qtbot, window, dialog)
+    qtbot.waitUntil(lambda: any("renamed" in row for row in window.devices.token_rows()), timeout=TIMEOUT)
+    assert not any(row.startswith(token) for row in window.devices.token_rows())
 
 
-def test_a_locked_pin_offers_the_unblock(qtbot: QtBot, window: MainWindow, token: str) -> None:
+def test_a_locked_pin_offers_the_unblock(qtbot: QtBot, window: MainWindow, softhsm: SoftHsm, token: str) -> None:
     """The locked state is a fake TokenInfo (SoftHSM2 never locks a PIN); the unblock it leads to
     runs on the real token."""
     locked = PinDialog(dataclasses.replace(_token_info(), user_pin=E.PinState.LOCKED))
@@ -147,4 +149,8 @@ def test_a_locked_pin_offers_the_unblock(qtbot: QtBot, window: MainWindow, token
     dialog = window.devices.admin_dialog
     assert isinstance(dialog, AdminDialog) and dialog.action == "unblock"
     qtbot.waitUntil(dialog.isVisible, timeout=TIMEOUT)
-    dialog.reject()
+    qtbot.keyClicks(dialog.current, SO_PIN)
+    qtbot.keyClicks(dialog.new, NEW_PIN)
+    qtbot.keyClicks(dialog.repeat, NEW_PIN)
+    _finish(qtbot, window, dialog)
+    assert _pin_works(softhsm, token, NEW_PIN)

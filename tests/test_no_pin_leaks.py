@@ -27,6 +27,7 @@ from tests.keyring_bed import KeyringBed, keyring_bed  # noqa: F401
 from tests.test_admin import _free_slot_id
 from tests.test_gui import TIMEOUT, ctx, idle, private_qsettings, window  # noqa: F401
 from tests.test_nss_cli import browsers  # noqa: F401
+from tests.test_schsm import StandIn, stand_in  # noqa: F401
 from tests.tls_server import make_test_pki, nss, put_client_certificate, tls_server
 
 PIN = "471147"  # the token's PIN for this test: distinctive, so any copy of it is found
@@ -34,7 +35,8 @@ WRONG = "902209"
 SO = "58315831"
 NEW = "663366"
 PASSPHRASE = "ca-pass-77123"
-SECRETS = (PIN, WRONG, SO, NEW, PASSPHRASE)
+HSM_SO = "5A315C3D5E6F7081"  # a SmartCard-HSM SO PIN (16 hex digits), for the sc-hsm-tool stand-in
+SECRETS = (PIN, WRONG, SO, NEW, PASSPHRASE, HSM_SO)
 
 
 class ArgvSampler:
@@ -60,7 +62,8 @@ class ArgvSampler:
                     continue  # gone meanwhile
                 if not argv:
                     continue
-                self.seen.add(os.path.basename(argv.split(b"\0", 1)[0]).decode(errors="replace"))
+                for part in argv.split(b"\0")[:2]:  # a script's own name is its interpreter's first argument
+                    self.seen.add(os.path.basename(part).decode(errors="replace"))
                 if any(n in argv for n in needles):
                     self.hits.append(argv.replace(b"\0", b" ").decode(errors="replace"))
             self.rounds += 1
@@ -93,18 +96,17 @@ def _all_files(root: Path) -> list[Path]:
 
 
 def _assert_files_clean(root: Path) -> None:
-    for f in _all_files(root):
-        if f.name.startswith("pin") or "passphrase" in f.name:
-            continue  # the PIN files this test wrote itself
+    for f in _all_files(root):  # the PIN files this test wrote are outside the home
         data = f.read_bytes()
         for secret in SECRETS:
             assert secret.encode() not in data, (secret, f)
 
 
 def test_cli_operations_leak_no_secret(cli: Cli, softhsm: SoftHsm, isolated_home: Path, tmp_path: Path,
-                                       keyring_bed: KeyringBed, browsers: tuple[Path, Path],
-                                       sampler: ArgvSampler) -> None:
+                                       keyring_bed: KeyringBed, browsers: tuple[Path, Path], stand_in: StandIn,
+                                       monkeypatch: pytest.MonkeyPatch, sampler: ArgvSampler) -> None:
     token = "leaks"
+    monkeypatch.delenv("CERT_DESK_PIN")  # the stand-in's fixture sets one, to prove the tool never sees it
     softhsm.init_token(token, pin=PIN, so_pin=SO)
     secrets_dir = tmp_path / "secrets"
     secrets_dir.mkdir()
@@ -160,10 +162,25 @@ def test_cli_operations_leak_no_secret(cli: Cli, softhsm: SoftHsm, isolated_home
         runs.append((bad, cli("-vv", "nss", "test", "--db", f"sql:{chrome}", "--url", url, "--nickname",
                               f"{token}:bob", env={"CERT_DESK_PIN": WRONG})))
 
+    # a SmartCard-HSM through sc-hsm-tool (its STAND-IN: no device here), secrets typed at its prompts
+    monkeypatch.setenv("CERT_DESK_SC_HSM_TOOL", stand_in.tool)
+    stand_in.card(so_pin=HSM_SO, user_pin=PIN, keys=[1], dkek={"shares": 1, "outstanding": 1, "kcv": None})
+    share = tmp_path / "share.pbe"
+    hsm_env = {"CERT_DESK_SHARE_PASSWORD": PASSPHRASE, "CERT_DESK_PIN": PIN, "CERT_DESK_SO_PIN": HSM_SO}
+    runs += [
+        (ok, cli("-vv", "schsm", "create-share", "--out", str(share), env=hsm_env)),
+        (ok, cli("-vv", "schsm", "import-share", "--share", str(share), env=hsm_env)),
+        (ok, cli("-vv", "schsm", "wrap", "--key-ref", "1", "--out", str(tmp_path / "k.wky"), env=hsm_env)),
+        (bad, cli("-vv", "schsm", "wrap", "--key-ref", "1", "--out", str(tmp_path / "k2.wky"),
+                  env={**hsm_env, "CERT_DESK_PIN": WRONG})),
+        (ok, cli("-vv", "schsm", "init", "--confirm", "ERASE", "--dkek-shares", "1", env=hsm_env)),
+    ]
+    assert [t["typed"] for t in stand_in.typed()][:3] == [PASSPHRASE, PASSPHRASE, PASSPHRASE]
+
     for i, (want, r) in enumerate(runs):
         assert (r.returncode == 0) == (want == ok), (i, r)
         _clean(r)
-    assert {"certutil", "tstclnt"} <= sampler.seen, "the sampler must have seen the tools cert-desk ran"
+    assert {"certutil", "tstclnt", "fake-sc-hsm-tool"} <= sampler.seen, "the sampler must have seen the tools"
     assert not sampler.hits, sampler.hits
     log = Path(os.environ["XDG_STATE_HOME"]) / "cert-desk" / "cert-desk.log"
     text = log.read_text()
@@ -219,6 +236,20 @@ def test_gui_operations_leak_no_secret(qtbot: QtBot, window: MainWindow, softhsm
         qtbot.waitUntil(lambda a=admin: not a.isVisible(), timeout=TIMEOUT)
         idle(qtbot, window)
         errors.append(window.devices.banner.text())
+    slot = _free_slot_id(softhsm)  # and a token initialised from the window
+    window.devices.reload()
+    idle(qtbot, window)
+    qtbot.waitUntil(lambda: window.devices.select_slot(softhsm.module, slot), timeout=TIMEOUT)
+    window.devices.administer("init")
+    init = window.devices.admin_dialog
+    assert isinstance(init, AdminDialog)
+    qtbot.keyClicks(init.label, "gui second")
+    qtbot.keyClicks(init.new, SO)
+    qtbot.keyClicks(init.repeat, SO)
+    qtbot.mouseClick(init.ok_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not init.isVisible(), timeout=TIMEOUT)
+    idle(qtbot, window)
+    errors.append(window.devices.banner.text())
     window.close()  # writes the window settings
 
     records = window.activity.model.records()

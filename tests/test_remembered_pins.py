@@ -35,24 +35,37 @@ def _serial(softhsm: SoftHsm, label: str) -> str:
 def test_remember_recall_forget(keyring_bed: KeyringBed) -> None:
     status = R.keyring_status()
     assert status.available and status.backend.startswith("Secret Service") and not status.reason
-    assert R.recall("0123") is None and not R.is_remembered("0123")
+    assert R.recall("0123", "alice") is None and not R.is_remembered("0123", "alice")
     R.remember("0123", "alice", Secret(USER_PIN, "test"))
-    assert keyring_bed.lookup("0123") == USER_PIN  # libsecret's own client finds it
-    pin = R.recall("0123")
+    assert keyring_bed.lookup("0123", "alice") == USER_PIN  # libsecret's own client finds it
+    assert R.is_remembered("0123", "alice")
+    pin = R.recall("0123", "alice")
     assert pin is not None and pin.reveal() == USER_PIN and pin.source == R.SOURCE
     assert USER_PIN not in repr(pin)
-    assert R.forget("0123") and not R.forget("0123")
-    assert keyring_bed.lookup("0123") is None
+    # OpenSC shows one slot per PIN of a card, with the same serial: each has its own entry
+    assert R.recall("0123", "alice (sig)") is None
+    assert R.forget("0123", "alice") and not R.forget("0123", "alice")
+    assert keyring_bed.lookup("0123", "alice") is None
 
 
 def test_a_refused_remembered_pin_is_deleted_and_a_typed_one_is_not(keyring_bed: KeyringBed) -> None:
     R.remember("77", "t", Secret(USER_PIN, "test"))
     wrong = E.PinIncorrectError("Wrong PIN.", E.PinState.COUNT_LOW, None)
-    assert not R.on_login_result("77", Secret(USER_PIN, "prompt"), wrong)  # typed: the keyring is left alone
-    assert keyring_bed.lookup("77") == USER_PIN
-    assert not R.on_login_result("77", R.recall("77"), E.TokenRemovedError("gone"))  # not a PIN answer
-    assert R.on_login_result("77", R.recall("77"), wrong)
-    assert keyring_bed.lookup("77") is None
+    assert not R.on_login_result("77", "t", Secret(USER_PIN, "prompt"), wrong)  # typed: the keyring is left alone
+    assert keyring_bed.lookup("77", "t") == USER_PIN
+    assert not R.on_login_result("77", "t", R.recall("77", "t"), E.TokenRemovedError("gone"))  # not a PIN answer
+    assert R.on_login_result("77", "t", R.recall("77", "t"), wrong)
+    assert keyring_bed.lookup("77", "t") is None
+
+
+def test_a_refused_pin_is_never_tried_again_even_when_the_keyring_will_not_delete_it(
+        keyring_bed: KeyringBed) -> None:
+    R.remember("78", "t", Secret(USER_PIN, "test"))
+    pin = R.recall("78", "t")
+    keyring_bed.lock()  # the deletion fails now
+    wrong = E.PinIncorrectError("Wrong PIN.", E.PinState.COUNT_LOW, None)
+    assert R.on_login_result("78", "t", pin, wrong)
+    assert not R.is_remembered("78", "t") and R.recall("78", "t") is None  # struck off before the keyring
 
 
 def test_only_a_clean_pin_state_lets_a_remembered_pin_be_tried() -> None:
@@ -67,7 +80,7 @@ def test_no_keyring_is_said_in_words_and_stores_nothing() -> None:
     assert not status.available and "No keyring service is running" in status.reason
     with pytest.raises(E.KeyringError, match="No keyring service"):
         R.remember("1", "t", Secret(USER_PIN, "test"))
-    assert R.forget("1") is False and R.is_remembered("1") is False
+    assert R.forget("1", "t") is False and R.is_remembered("1", "t") is False
 
 
 def test_a_plaintext_or_null_keyring_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -85,10 +98,10 @@ def test_a_locked_keyring_changes_nothing(keyring_bed: KeyringBed) -> None:
         R.remember("5", "t", Secret(NEW_PIN, "test"))
     assert NEW_PIN not in str(info.value)
     with pytest.raises(E.KeyringError, match="locked"):
-        R.recall("5")
+        R.recall("5", "t")
     with pytest.raises(E.KeyringError, match="locked"):
-        R.forget("5")
-    assert not R.is_remembered("5")
+        R.forget("5", "t")
+    assert not R.is_remembered("5", "t")  # off the index: not looked up again
 
 
 def test_no_serial_no_remembering(keyring_bed: KeyringBed) -> None:
@@ -108,10 +121,10 @@ def test_cli_remember_use_and_forget_on_a_stale_pin(cli: Cli, softhsm: SoftHsm, 
 
     r = cli("pin", "remember", *sel, env={"CERT_DESK_PIN": "999999"})  # a wrong PIN is never remembered
     assert r.returncode != 0 and "Wrong PIN" in r.stderr
-    assert keyring_bed.lookup(serial) is None
+    assert keyring_bed.lookup(serial, token) is None
     r = cli("pin", "remember", *sel, env={"CERT_DESK_PIN": USER_PIN})
     assert r.returncode == 0, r.stderr
-    assert keyring_bed.lookup(serial) == USER_PIN
+    assert keyring_bed.lookup(serial, token) == USER_PIN
 
     # no file, no variable, no terminal: the remembered PIN logs in
     r = cli("objects", *sel, "--login", "--json")
@@ -122,7 +135,7 @@ def test_cli_remember_use_and_forget_on_a_stale_pin(cli: Cli, softhsm: SoftHsm, 
     _change_pin_with_pkcs11_tool(softhsm, token)
     r = cli("objects", *sel, "--login")
     assert r.returncode != 0 and "Wrong PIN" in r.stderr and "deleted from the keyring" in r.stderr
-    assert keyring_bed.lookup(serial) is None
+    assert keyring_bed.lookup(serial, token) is None
     # ... and it is not tried a second time: the next run has no PIN at all
     r = cli("objects", *sel, "--login")
     assert r.returncode != 0 and "needs its PIN" in r.stderr and "Wrong PIN" not in r.stderr
@@ -145,7 +158,7 @@ def test_cli_changing_the_pin_forgets_the_remembered_one(cli: Cli, softhsm: Soft
     assert cli("pin", "remember", *sel, env={"CERT_DESK_PIN": USER_PIN}).returncode == 0
     r = cli("pin", "change", *sel, env={"CERT_DESK_PIN": USER_PIN, "CERT_DESK_NEW_PIN": NEW_PIN})
     assert r.returncode == 0, r.stderr
-    assert "was deleted" in r.stderr and keyring_bed.lookup(serial) is None
+    assert "was deleted" in r.stderr and keyring_bed.lookup(serial, token) is None
 
 
 def test_cli_the_so_pin_is_never_stored(cli: Cli, softhsm: SoftHsm, token: str, keyring_bed: KeyringBed) -> None:
@@ -163,6 +176,9 @@ def test_cli_the_so_pin_is_never_stored(cli: Cli, softhsm: SoftHsm, token: str, 
 
 def test_cli_locked_or_absent_keyring(cli: Cli, softhsm: SoftHsm, token: str, keyring_bed: KeyringBed) -> None:
     sel = ("--module", softhsm.module, "--token", token)
+    r = cli("objects", *sel, "--login")  # a token nobody opted in for: the keyring is not even asked
+    assert r.returncode != 0 and "keyring" not in r.stderr and "needs its PIN" in r.stderr
+    assert cli("pin", "remember", *sel, env={"CERT_DESK_PIN": USER_PIN}).returncode == 0
     keyring_bed.lock()
     r = cli("pin", "remember", *sel, env={"CERT_DESK_PIN": USER_PIN})
     assert r.returncode != 0 and "keyring is locked" in r.stderr
@@ -200,7 +216,7 @@ def test_gui_remember_then_log_in_without_the_dialog(qtbot: QtBot, window: MainW
     qtbot.keyClicks(dialog.pin, USER_PIN)
     qtbot.mouseClick(dialog.ok_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: pane.logged_in and pane.dialog is None, timeout=TIMEOUT)
-    assert keyring_bed.lookup(serial) == USER_PIN
+    assert keyring_bed.lookup(serial, token) == USER_PIN
     pane.logout_button.click()
     qtbot.waitUntil(lambda: not pane.logged_in, timeout=TIMEOUT)
     qtbot.waitUntil(lambda: window.ctx.jobs.pending() == 0, timeout=TIMEOUT)
@@ -215,14 +231,15 @@ def test_gui_remember_then_log_in_without_the_dialog(qtbot: QtBot, window: MainW
     # A PIN changed elsewhere. (SoftHSM2 keeps a token's PIN in memory per process, so a change
     # by pkcs11-tool is not seen by this process: the stale PIN is put in the keyring instead.)
     R.remember(serial, token, Secret("999999", "test"))
-    dialog = _open_dialog(qtbot, window)
+    dialog = _open_dialog(qtbot, window)  # tried once, refused, deleted: the dialog asks
     assert isinstance(dialog, PinDialog)
     assert "refused and has been deleted" in dialog.message.text()
-    assert keyring_bed.lookup(serial) is None and not dialog.remember.isChecked()
+    assert "few tries left" in dialog.state_label.text()  # one wrong try, no more
+    assert keyring_bed.lookup(serial, token) is None and not dialog.remember.isChecked()
     qtbot.keyClicks(dialog.pin, USER_PIN)
     qtbot.mouseClick(dialog.ok_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: pane.logged_in and pane.dialog is None, timeout=TIMEOUT)
-    assert keyring_bed.lookup(serial) is None  # not ticked: not remembered
+    assert keyring_bed.lookup(serial, token) is None  # not ticked: not remembered
     # the Activity panel never shows a PIN
     assert not any(p in (r.command or "") for r in window.activity.model.records() for p in (USER_PIN, "999999"))
 
@@ -259,4 +276,4 @@ def test_gui_untick_forgets(qtbot: QtBot, window: MainWindow, softhsm: SoftHsm, 
     qtbot.keyClicks(dialog.pin, USER_PIN)
     qtbot.mouseClick(dialog.ok_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: pane.logged_in and pane.dialog is None, timeout=TIMEOUT)
-    assert keyring_bed.lookup(serial) is None
+    assert keyring_bed.lookup(serial, token) is None

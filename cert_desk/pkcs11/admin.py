@@ -32,11 +32,11 @@ def check_new_pin(pin: Secret, info: TokenInfo, *, so: bool) -> None:
     """A new PIN the token will accept: its length limits, and the SmartCard-HSM's own rules."""
     if not pin:
         raise E.PinPolicyError(f"The new {'SO PIN' if so else 'PIN'} is empty.", so=so)
-    if is_smartcard_hsm(info):
-        from cert_desk.pkcs11.schsm import check_so_pin, check_user_pin
+    if is_smartcard_hsm(info) and not so:
+        from cert_desk.pkcs11.schsm import check_user_pin
 
-        (check_so_pin if so else check_user_pin)(pin)
-    check_pin_length(pin, info, so=so)
+        check_user_pin(pin)
+    check_pin_length(pin, info, so=so)  # a SmartCard-HSM's SO PIN: its own rule, 16 hex digits
 
 
 def check_label(label: str) -> str:
@@ -50,19 +50,23 @@ def check_label(label: str) -> str:
     return label
 
 
-def init_token(m: LoadedModule, slot_id: int, *, so_pin: Secret, label: str, confirm: str | None) -> TokenRef:
+def init_token(m: LoadedModule, slot_id: int, *, so_pin: Secret, label: str, confirm: str | None,
+               allow_final_try: bool = False) -> TokenRef:
     """C_InitToken: a fresh token labelled ``label`` in ``slot_id``, erasing what was there.
 
     Args:
+        so_pin: For an empty slot, the new SO PIN; for an initialised token, its **current** SO PIN
+            (C_InitToken checks it; SoftHSM2 and most tokens keep it).
         confirm: The current label typed back, required when the slot holds an initialised
             token (everything on it is erased).
+        allow_final_try: Try the SO PIN although the token says one more wrong one locks it.
 
     Returns:
         The new token (SoftHSM2 gives it another slot ID: found again by label).
 
     Raises:
-        ConfirmationRequired (``confirm`` does not match), InputError, PinPolicyError, PinIncorrectError
-        (a wrong SO PIN on a token that keeps its SO PIN), TokenError.
+        ConfirmationRequired (``confirm`` does not match), InputError, PinPolicyError, PinLockedError,
+        PinFinalTryError, PinIncorrectError (a wrong SO PIN: nothing was erased), TokenError.
     """
     label = check_label(label)
     reports = {r.slot.slot_id: r for r in m.slot_reports(with_mechanisms=False)}
@@ -72,19 +76,23 @@ def init_token(m: LoadedModule, slot_id: int, *, so_pin: Secret, label: str, con
     if report.token is None:
         raise E.NoTokenError(f"Slot {slot_id} has no token in it.")
     info = report.token
+    check_init_confirmation(info, slot_id, confirm)
     if info.initialized:
-        if confirm is None or confirm != info.label:
-            raise E.ConfirmationRequired(
-                f"Initialising {info.label!r} (slot {slot_id}) erases every key and certificate on it.",
-                f"Type its label, {info.label!r}, to confirm (--confirm LABEL).")
-        check_pin_length(so_pin, info, so=True)
-    if is_smartcard_hsm(info):
-        from cert_desk.pkcs11.schsm import check_so_pin
-
-        check_so_pin(so_pin)
+        if info.so_pin is E.PinState.LOCKED:
+            raise E.PinLockedError(f"The SO PIN of {info.label!r} is locked: the token cannot be initialised "
+                                   "with it, and no try was made.", so=True,
+                                   hint="Some devices can be reset only by their vendor's tool.")
+        if info.so_pin is E.PinState.FINAL_TRY and not allow_final_try:
+            raise E.PinFinalTryError(f"The SO PIN of {info.label!r} has one try left.", so=True)
+    check_pin_length(so_pin, info, so=True)
     m.forget_slot(slot_id)
-    with m.operation(f"initialise the token in slot {slot_id}", slot_id, so=True):
-        m.ck.init_token(slot_id, so_pin.reveal().encode("utf-8"), label)
+    try:
+        with m.operation(f"initialise the token in slot {slot_id}", slot_id, so=True):
+            m.ck.init_token(slot_id, so_pin.reveal().encode("utf-8"), label)
+    except E.PinIncorrectError as err:
+        raise E.PinIncorrectError(f"Wrong SO PIN: {info.label!r} was not initialised; nothing was erased.",
+                                  err.state, err.attempts_left, so=True,
+                                  hint="Initialising an initialised token needs its current SO PIN.") from err
     log.info("initialised the token in slot %s as %r", slot_id, label)
     candidates = m.candidates(TokenSelector(label=label))
     same_slot = [r for r in candidates if r.slot_id == slot_id]
@@ -95,40 +103,70 @@ def init_token(m: LoadedModule, slot_id: int, *, so_pin: Secret, label: str, con
                        operation="find the new token", hint="Pick it with --serial; 'cert-desk slots' lists them.")
 
 
-def set_user_pin(m: LoadedModule, ref: TokenRef, *, so_pin: Secret, new_pin: Secret) -> TokenInfo:
+def check_init_confirmation(info: TokenInfo, slot_id: int, confirm: str | None) -> None:
+    """An initialised token is erased only when its label was typed back exactly."""
+    if info.initialized and (confirm is None or confirm != info.label):
+        raise E.ConfirmationRequired(
+            f"Initialising {info.label!r} (slot {slot_id}) erases every key and certificate on it.",
+            f"Type its label, {info.label!r}, to confirm (--confirm LABEL).")
+
+
+def _logout_quietly(m: LoadedModule, ref: TokenRef) -> None:
+    """Log out after an administration step, never hiding the step's own result or error."""
+    try:
+        m.logout(ref)
+    except E.CertDeskError as err:
+        log.debug("logout after administration of %s: %s", ref.describe(), err.message)
+
+
+def _fresh(m: LoadedModule, ref: TokenRef, before: TokenInfo) -> TokenInfo:
+    """The token's info after a change that succeeded; the info from before when it cannot be read
+    (pulled out just then): the change is done either way."""
+    try:
+        return m.verify(ref)
+    except E.CertDeskError as err:
+        log.warning("%s changed, but could not be read again: %s", ref.describe(), err.message)
+        return before
+
+
+def set_user_pin(m: LoadedModule, ref: TokenRef, *, so_pin: Secret, new_pin: Secret,
+                 allow_final_try: bool = False) -> TokenInfo:
     """C_InitPIN with the SO logged in: the first user PIN of a fresh token, or a new one for a
     user PIN that is locked ("unblock")."""
     info = m.verify(ref)
     check_new_pin(new_pin, info, so=False)
-    m.login(ref, so_pin, so=True)
+    m.logout(ref)  # the SO logs in afresh: a user session is not what C_InitPIN needs
+    m.login(ref, so_pin, so=True, allow_final_try=allow_final_try)
     try:
         with m.operation("set the user PIN", ref.slot_id):
             m.ck.init_pin(session_handle(m.pkcs11_session(ref)), new_pin.reveal().encode("utf-8"))
     finally:
-        m.logout(ref)
+        _logout_quietly(m, ref)
     log.info("set a new user PIN on %s", ref.describe())
-    return m.verify(ref)
+    return _fresh(m, ref, info)
 
 
 def change_pin(m: LoadedModule, ref: TokenRef, *, old: Secret, new: Secret, so: bool = False,
                allow_final_try: bool = False) -> TokenInfo:
     """C_SetPIN: the user PIN (or, with ``so``, the SO PIN) changed from ``old`` to ``new``.
 
-    The old PIN is used to log in first, with the same care as any login (a locked PIN is never
-    tried, the final try needs ``allow_final_try``), so a wrong old PIN is said as a login failure.
+    The old PIN is used to log in first, in a fresh login, with the same care as any login (a
+    locked PIN is never tried, the final try needs ``allow_final_try``), so a wrong old PIN is said
+    as a login failure and counted as one.
     """
     info = m.verify(ref)
     state = info.so_pin if so else info.user_pin
     if state == E.PinState.NOT_INITIALIZED and not so:
-        raise E.PinError(f"{ref.describe()} has no user PIN yet: set one with the SO PIN.", so=False)
+        raise E.PinError(f"{ref.describe()} has no user PIN yet: set one with the SO PIN.", so=False,
+                         hint="cert-desk pin unblock, or Unblock PIN… in the Devices pane.")
     check_new_pin(new, info, so=so)
+    m.logout(ref)  # an existing login would let C_SetPIN check the old PIN without the login's guards
     m.login(ref, old, so=so, allow_final_try=allow_final_try)
     try:
         with m.operation(f"change the {'SO PIN' if so else 'PIN'}", ref.slot_id, so=so):
             m.ck.set_pin(session_handle(m.pkcs11_session(ref)), old.reveal().encode("utf-8"),
                          new.reveal().encode("utf-8"))
     finally:
-        m.logout(ref)
+        _logout_quietly(m, ref)
     log.info("changed the %s of %s", "SO PIN" if so else "PIN", ref.describe())
-    return m.verify(ref)
-
+    return _fresh(m, ref, info)

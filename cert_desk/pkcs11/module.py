@@ -511,7 +511,7 @@ class LoadedModule:
             raise E.PinLockedError(f"The {who} of {ref.describe()} is locked; no login was tried.", so=so)
         if state == E.PinState.NOT_INITIALIZED and not so:
             raise E.PinError(f"{ref.describe()} has no user PIN yet.", so=False,
-                             hint="Set the user PIN with the SO PIN (pkcs11-tool --init-pin).")
+                             hint="Set it with the SO PIN: cert-desk pin unblock, or Unblock PIN… (Devices).")
         if pin is None:
             if not info.protected_authentication_path:
                 raise E.PinRequiredError(f"A {who} is needed to log in to {ref.describe()}.", so=so)
@@ -650,7 +650,17 @@ class LoadedModule:
 
 
 def check_pin_length(pin: Secret, info: TokenInfo, *, so: bool = False) -> None:
-    """Refuse a PIN outside the token's length limits before the token sees it (bytes, as PKCS#11 counts)."""
+    """Refuse a PIN outside the token's length limits before the token sees it (bytes, as PKCS#11 counts).
+
+    A SmartCard-HSM's SO PIN is always 16 hex digits, while OpenSC reports the user PIN's limits
+    (6-15) for the token: its SO PIN is checked by the device's own rule instead.
+    """
+    if so:
+        from cert_desk.pkcs11 import schsm
+
+        if schsm.is_smartcard_hsm(info, None):
+            schsm.check_so_pin(pin)
+            return
     who = "SO PIN" if so else "PIN"
     n = len(pin.reveal().encode("utf-8"))
     lo, hi = info.min_pin_len, info.max_pin_len

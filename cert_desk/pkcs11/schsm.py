@@ -465,7 +465,7 @@ _ACTION_RULES: tuple[tuple[re.Pattern[str], _Raise], ...] = (
         hint="The token counted the wrong try; its status shows how many are left.")),
     (re.compile(r"PIN verification failed with Authentication method blocked"), lambda m, op: E.PinLockedError(
         "The user PIN is locked.",
-        hint="Unblock it with the SO PIN (pkcs11-tool --init-pin --login --login-type so).")),
+        hint="Unblock it with the SO PIN: cert-desk pin unblock, or Unblock PIN… in the Devices pane.")),
     (re.compile(r"PIN verification failed with (.*)"), lambda m, op: E.TokenError(
         f"The token could not check the user PIN: {m.group(1)}.", operation=op)),
     # initialize: the card answers a wrong SO PIN with "not allowed", which card-sc-hsm.c makes this

@@ -154,7 +154,7 @@ def error_for_ckr(code: int | None, operation: str, *, so: bool = False) -> E.Ce
             return E.PinExpiredError(f"The {who} has expired and must be changed.", so=so)
         case "CKR_USER_PIN_NOT_INITIALIZED":
             return E.PinError("The token has no user PIN yet.", so=False,
-                              hint="Set the user PIN with the SO PIN (pkcs11-tool --init-pin).")
+                              hint="Set it with the SO PIN: cert-desk pin unblock, or Unblock PIN… (Devices).")
         case "CKR_USER_NOT_LOGGED_IN":
             return E.NotLoggedInError(f"The token wants a login{doing}.", code, name, operation)
         case "CKR_DEVICE_MEMORY" | "CKR_TOKEN_RESOURCE_EXCEEDED":

@@ -2,14 +2,19 @@
 
 Rules, all enforced here so every caller (CLI, GUI) gets them:
 
-* A PIN is remembered only when the user asks, for one token, keyed by its **serial number**
-  (a label is not unique; two "alice" tokens must not share a PIN).
+* A PIN is remembered only when the user asks, for one token, keyed by its **serial number and
+  label** (a label is not unique, and neither is a serial: OpenSC shows one slot per PIN of a card,
+  "card (User PIN)" and "card (User PIN (sig))", with the same serial and different PINs).
+* Only tokens the user opted in for are looked up: their keys (never a PIN) are listed in
+  ``$XDG_STATE_HOME/cert-desk/remembered-pins.json``, so a login to any other token never touches
+  the keyring (a locked keyring would show its unlock prompt at every login otherwise).
 * The **SO PIN is never stored**: there is no function that would store it.
 * A remembered PIN is used **at most once per login the user started**, and only while the token
   reports its PIN state as plain OK: if it says a wrong PIN was entered before (COUNT_LOW,
   FINAL_TRY, LOCKED) the user is asked instead.
-* The moment a remembered PIN produces a wrong-PIN (or locked) answer it is **deleted**, before
-  anything else happens: a stale PIN (changed elsewhere) can cost one try, never two.
+* The moment a remembered PIN produces a wrong-PIN (or locked) answer it is **deleted**, and the
+  token is first struck off the index, so even a keyring that refuses the deletion cannot get the
+  stale PIN tried again: it costs one try, never two.
 * Only a real, protected keyring is used (Secret Service: GNOME Keyring, KWallet 6, KeePassXC;
   KWallet over its own D-Bus API; macOS Keychain; Windows Credential Locker). Plain-text or "null"
   backends are refused. When there is none, :func:`keyring_status` says why, in words.
@@ -20,9 +25,11 @@ run them off the GUI thread. Nothing here logs or raises with a PIN in it.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from cert_desk import errors as E
@@ -54,13 +61,40 @@ class KeyringStatus:
     reason: str
 
 
-def _username(serial: str) -> str:
+def _username(serial: str, label: str) -> str:
     serial = serial.strip()
     if not serial:
         raise E.InputError("This token reports no serial number, so cert-desk cannot remember its PIN.",
                            "A remembered PIN is tied to the serial number; without one it could be tried on "
                            "another token.")
-    return f"token:{serial}"
+    return f"token:{serial}:{label.strip()}"
+
+
+def _index_path() -> Path:
+    from cert_desk.paths import state_dir
+
+    return state_dir() / "remembered-pins.json"
+
+
+def _index() -> set[str]:
+    """The keys of the tokens whose PIN the user asked to remember (no PIN is in this file)."""
+    try:
+        data = json.loads(_index_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return set()
+    return {k for k in data if isinstance(k, str)} if isinstance(data, list) else set()
+
+
+def _set_index(user: str, present: bool) -> None:
+    keys = _index()
+    if (user in keys) == present:
+        return
+    (keys.add if present else keys.discard)(user)
+    path = _index_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(sorted(keys), indent=1), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 _PROTECTED = (("SecretService", "Keyring"), ("kwallet", "DBusKeyring"), ("macOS", "Keyring"),
@@ -155,15 +189,16 @@ def _translate(e: Exception, doing: str) -> E.KeyringError:
 
 
 def remember(serial: str, label: str, pin: Secret) -> None:
-    """Store the user PIN of the token with ``serial`` (replacing a remembered one).
+    """Store the user PIN of the token with ``serial`` and ``label`` (replacing a remembered one).
 
-    Call it only after the token accepted ``pin``: a PIN is never remembered unchecked.
+    Call it only after the token accepted ``pin`` in a C_Login that really checked it: a PIN is
+    never remembered unchecked.
 
     Raises:
         InputError: no serial number, or an empty PIN.
         KeyringError: no keyring, locked, or it refused (nothing stored).
     """
-    user = _username(serial)
+    user = _username(serial, label)
     if not pin:
         raise E.InputError("An empty PIN is not remembered.")
     backend = _require()
@@ -171,16 +206,20 @@ def remember(serial: str, label: str, pin: Secret) -> None:
         backend.set_password(SERVICE, user, pin.reveal())
     except Exception as e:  # every keyring failure becomes one clear error
         raise _translate(e, "remember the PIN") from None
+    _set_index(user, True)
     log.info("remembered the PIN of token %s (%r) in the keyring", serial, label)
 
 
-def recall(serial: str) -> Secret | None:
-    """The remembered PIN of the token with ``serial``, or ``None`` when none is stored.
+def recall(serial: str, label: str) -> Secret | None:
+    """The remembered PIN of the token, or ``None`` when none is stored. A token the user never
+    opted in for is answered without asking the keyring.
 
     Raises:
         KeyringError: the keyring is absent, locked or refused.
     """
-    user = _username(serial)
+    user = _username(serial, label)
+    if user not in _index():
+        return None
     backend = _require()
     try:
         value = backend.get_password(SERVICE, user)
@@ -191,19 +230,22 @@ def recall(serial: str) -> Secret | None:
     return Secret(value, SOURCE)
 
 
-def forget(serial: str) -> bool:
-    """Delete the remembered PIN of ``serial``. True when one was deleted; no keyring means
-    nothing to forget (False).
+def forget(serial: str, label: str) -> bool:
+    """Delete the remembered PIN of the token. True when one was deleted. The token is struck off
+    the index first, so it is not looked up again even when the keyring refuses the deletion.
 
     Raises:
-        KeyringError: the keyring is locked or refused the deletion.
+        KeyringError: the keyring is locked or refused the deletion (the token is off the index).
     """
-    from keyring import errors as K
-
     try:
-        user = _username(serial)
+        user = _username(serial, label)
     except E.InputError:
         return False
+    if user not in _index():
+        return False
+    _set_index(user, False)
+    from keyring import errors as K
+
     backend, _ = _backend()
     if backend is None:
         return False
@@ -215,15 +257,15 @@ def forget(serial: str) -> bool:
         return False
     except Exception as e:
         raise _translate(e, "delete the remembered PIN") from None
-    log.info("deleted the remembered PIN of token %s from the keyring", serial)
+    log.info("deleted the remembered PIN of token %s (%r) from the keyring", serial, label)
     return True
 
 
-def is_remembered(serial: str) -> bool:
-    """True when a PIN is remembered for ``serial``; False also when no keyring answers."""
+def is_remembered(serial: str, label: str) -> bool:
+    """True when the user opted in for this token (its PIN is, or should be, in the keyring)."""
     try:
-        return recall(serial) is not None
-    except E.CertDeskError:
+        return _username(serial, label) in _index()
+    except E.InputError:
         return False
 
 
@@ -232,7 +274,7 @@ def usable_for(state: E.PinState) -> bool:
     return state is E.PinState.OK or state is E.PinState.TO_BE_CHANGED
 
 
-def on_login_result(serial: str, pin: Secret | None, error: BaseException | None) -> bool:
+def on_login_result(serial: str, label: str, pin: Secret | None, error: BaseException | None) -> bool:
     """After a login with ``pin``: a remembered PIN that was refused is deleted at once (also
     one the token's length rules reject: it can never work).
 
@@ -244,7 +286,7 @@ def on_login_result(serial: str, pin: Secret | None, error: BaseException | None
     if not isinstance(error, (E.PinIncorrectError, E.PinLockedError, E.PinPolicyError)):
         return False
     try:
-        return forget(serial)
-    except E.KeyringError:
-        log.warning("the remembered PIN of token %s was refused but could not be deleted", serial)
-        raise
+        return forget(serial, label)
+    except E.KeyringError:  # off the index already: it is not tried again, only left in the keyring
+        log.warning("the remembered PIN of token %s was refused; the keyring did not delete it", serial)
+        return True

@@ -149,6 +149,8 @@ class TokenService:
         token accepted it, False deletes a remembered one, None leaves the keyring alone."""
 
         def job(m: LoadedModule) -> LoginResult:
+            if remember and not so and pin is not None:
+                m.logout(ref)  # a session already logged in would not check this PIN: it must be checked
             result = m.login(ref, pin, so=so, allow_final_try=allow_final_try)
             if so or remember is None:
                 return result
@@ -160,7 +162,7 @@ class TokenService:
                 if remember and pin is not None:
                     remembered.remember(ref.serial, ref.label, pin)
                     return replace(result, notice="The PIN is remembered in the keyring for this token.")
-                if not remember and remembered.forget(ref.serial):
+                if not remember and remembered.forget(ref.serial, ref.label):
                     return replace(result, notice="The remembered PIN of this token was deleted from the keyring.")
             except E.CertDeskError as err:
                 return replace(result, notice=f"Logged in, but: {err}")
@@ -177,13 +179,17 @@ class TokenService:
             from cert_desk.secrets import remembered
 
             info = m.verify(ref)
+            if os.environ.get("CERT_DESK_NO_KEYRING"):
+                return LoginPreparation(info, False, "CERT_DESK_NO_KEYRING is set.", False, None)
             status = remembered.keyring_status()
-            if not status.available or info.protected_authentication_path:
+            opted_in = remembered.is_remembered(ref.serial, ref.label)
+            if not status.available or info.protected_authentication_path or not opted_in:
                 return LoginPreparation(info, status.available, status.reason, False, None)
             try:
-                pin = remembered.recall(ref.serial)
+                pin = remembered.recall(ref.serial, ref.label)
             except E.CertDeskError as err:
-                return LoginPreparation(info, False, err.message, False, None)
+                return LoginPreparation(info, True, "", True, None,
+                                        notice=f"The remembered PIN could not be read: {err.message}")
             if pin is None:
                 return LoginPreparation(info, True, "", False, None)
             if not remembered.usable_for(info.user_pin):
@@ -193,11 +199,11 @@ class TokenService:
             try:
                 result = m.login(ref, pin)
             except E.PinError as err:
-                deleted = remembered.on_login_result(ref.serial, pin, err)
+                removed = remembered.on_login_result(ref.serial, ref.label, pin, err)
                 fresh = m.token_info(ref.slot_id)
-                what = "was refused and has been deleted from the keyring" if deleted else "was refused"
-                return LoginPreparation(fresh, True, "", not deleted, None,
-                                        notice=f"The remembered PIN {what}: {err.message}")
+                what = "was refused and has been deleted: it is not tried again" if removed else "was refused"
+                return LoginPreparation(fresh, True, "", not removed, None,
+                                        notice=f"The remembered PIN {what}. {err.message}")
             return LoginPreparation(result.token, True, "", True,
                                     LoginResult(result.token, result.logged_in_as, pin_source=remembered.SOURCE))
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import (
+    QCheckBox,
     QDialog,
     QDialogButtonBox,
     QFormLayout,
@@ -52,9 +53,11 @@ class AdminDialog(QDialog):
 
     Signals:
         succeeded(str): The action succeeded; what happened, in words.
+        attempted(): The action ran (either way): sessions on the token were logged out.
     """
 
     succeeded = Signal(str)
+    attempted = Signal()
 
     def __init__(self, ctx: AppContext, action: str, *, module: str, slot_id: int, info: TokenInfo,
                  ref: TokenRef | None, parent: QWidget | None = None) -> None:
@@ -92,15 +95,18 @@ class AdminDialog(QDialog):
         who = "SO PIN" if action in ("init", "unblock", "change-so") else "PIN"
         form.addRow("User PIN state:", QLabel(state_html(info.user_pin)))
         form.addRow("SO PIN state:", QLabel(state_html(info.so_pin)))
+        self.reinit = action == "init" and info.initialized
         if action == "init":
             self.intro.setText(
                 f"Initialising erases <b>every key and certificate</b> on {html.escape(info.label or 'this token')} "
-                "and gives it a new label and SO PIN. Then set its user PIN with <i>Unblock PIN…</i>."
+                "and gives it a new label; it needs the token's current SO PIN. Then set its user PIN with "
+                "<i>Unblock PIN…</i>."
                 if info.initialized else "The token in this slot is empty: give it a label and an SO PIN.")
             self.label.setText(info.label if info.initialized else "")
             form.addRow("New label:", self.label)
             if info.initialized:
                 form.addRow(f"Type {html.escape(info.label)!r} to confirm:", self.confirm)
+                form.addRow("Current SO PIN:", self.current)
         else:
             self.intro.setText({
                 "change": "Type the current PIN and the new one (twice).",
@@ -110,17 +116,26 @@ class AdminDialog(QDialog):
                              "user PIN cannot be unblocked.",
             }[action])
             form.addRow(f"Current {who}:" if action != "unblock" else "SO PIN:", self.current)
-        new_who = "SO PIN" if action in ("init", "change-so") else "user PIN"
-        form.addRow(f"New {new_who}:", self.new)
-        form.addRow(f"New {new_who} again:", self.repeat)
+        if not self.reinit:
+            new_who = "SO PIN" if action in ("init", "change-so") else "user PIN"
+            form.addRow(f"New {new_who}:", self.new)
+            form.addRow(f"New {new_who} again:", self.repeat)
+        tried = info.user_pin if action == "change" else info.so_pin
+        who_tried = "PIN" if action == "change" else "SO PIN"
+        self.final_try = QCheckBox(f"One try left: I understand one more wrong {who_tried} locks it")
+        self.final_try_needed = (tried is E.PinState.FINAL_TRY and action != "init") or (
+            self.reinit and info.so_pin is E.PinState.FINAL_TRY)
+        self.final_try.setVisible(self.final_try_needed)
         layout = QVBoxLayout(self)
         layout.addWidget(self.intro)
         layout.addLayout(form)
+        layout.addWidget(self.final_try)
         layout.addWidget(self.message)
         layout.addWidget(self.progress)
         layout.addWidget(self.buttons)
         for w in (self.label, self.confirm, self.current, self.new, self.repeat):
             w.textChanged.connect(self._check)
+        self.final_try.toggled.connect(self._check)
         self._check()
 
     # ------------------------------------------------------------------ checks
@@ -135,8 +150,16 @@ class AdminDialog(QDialog):
                 out.append(err.message)
             if self.info.initialized and self.confirm.text() != self.info.label:
                 out.append(f"Type the current label, {self.info.label!r}, to confirm the erasure.")
+            if self.reinit and self.info.so_pin is E.PinState.LOCKED:
+                out.append("The SO PIN is locked: the token cannot be initialised with it.")
+            if self.reinit and not self.current.text():
+                out.append("Type the current SO PIN.")
         elif not self.current.text():
             out.append("Type the current " + ("PIN." if self.action == "change" else "SO PIN."))
+        if self.final_try_needed and not self.final_try.isChecked():
+            out.append("One try is left: tick the box to try anyway.")
+        if self.reinit:
+            return out
         new = self.new.text()
         if new:
             try:
@@ -163,7 +186,8 @@ class AdminDialog(QDialog):
         if self.problems():
             return
         current = Secret(self.current.text(), "dialog")
-        new = Secret(self.new.text(), "dialog")
+        new = current if self.reinit else Secret(self.new.text(), "dialog")
+        allow = self.final_try_needed and self.final_try.isChecked()
         label, confirm = self.label.text().strip(), self.confirm.text() or None
         for w in (self.current, self.new, self.repeat):
             w.setText("")  # the PINs go to the worker once; no copy stays in the fields
@@ -172,8 +196,9 @@ class AdminDialog(QDialog):
         if self.action == "init":
             module, slot_id = self.module, self.slot_id
 
-            def init() -> TokenRef:
-                return self.service.init_token(module, slot_id, so_pin=new, label=label, confirm=confirm)
+            def init() -> tuple[TokenRef, str]:
+                return self.service.init_token(module, slot_id, so_pin=new, label=label, confirm=confirm,
+                                               allow_final_try=allow)
 
             self.ctx.jobs.watch(self.ctx.tasks.submit(init), self._on_done, f"initialise the token in slot {slot_id}",
                                 command=f"pkcs11-tool --module {module} --slot {slot_id} --init-token --label "
@@ -182,12 +207,12 @@ class AdminDialog(QDialog):
         ref = self.ref
         assert ref is not None
         if self.action == "unblock":
-            future = self.service.set_user_pin(ref, so_pin=current, new_pin=new)
+            future = self.service.set_user_pin(ref, so_pin=current, new_pin=new, allow_final_try=allow)
             command = (f"pkcs11-tool --module {ref.module} --token-label '{ref.label}' --login --login-type so "
                        "--so-pin env:SO_PIN --init-pin --new-pin env:NEW_PIN")
         else:
             so = self.action == "change-so"
-            future = self.service.change_pin(ref, old=current, new=new, so=so)
+            future = self.service.change_pin(ref, old=current, new=new, so=so, allow_final_try=allow)
             command = (f"pkcs11-tool --module {ref.module} --token-label '{ref.label}' --login "
                        + ("--login-type so --so-pin env:SO_PIN" if so else "--pin env:PIN")
                        + " --change-pin --new-pin env:NEW_PIN")
@@ -195,6 +220,7 @@ class AdminDialog(QDialog):
 
     def _on_done(self, outcome: Outcome[Any]) -> None:
         self.progress.setVisible(False)
+        self.attempted.emit()
         if outcome.error is not None:
             self._check()  # the fields were emptied: OK stays off until they are typed again
             self.message.setText(f"<span style='color:{style.state_hex('error')}'>"
@@ -206,6 +232,7 @@ class AdminDialog(QDialog):
             "unblock": "Set a new user PIN.",
             "change-so": "Changed the SO PIN.",
         }[self.action]
-        notice = getattr(outcome.value, "notice", "")
+        value = outcome.value
+        notice = value[1] if isinstance(value, tuple) else getattr(value, "notice", "")
         self.succeeded.emit(f"{words} {notice}".strip())
         self.accept()

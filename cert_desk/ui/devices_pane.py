@@ -210,6 +210,7 @@ class DevicesPane(QWidget):
         self.details.setOpenLinks(False)
         self.details.setHtml("<p>Select a module or a token.</p>")
         self.admin_buttons: dict[str, QPushButton] = {}
+        self._admin_tips: dict[str, str] = {}
         admin_row = QHBoxLayout()
         admin_row.setSpacing(style.SPACING)
         for action, text, tip in (
@@ -223,6 +224,7 @@ class DevicesPane(QWidget):
             b.setToolTip(tip)
             b.clicked.connect(lambda _c=False, a=action: self.administer(a))
             self.admin_buttons[action] = b
+            self._admin_tips[action] = tip
             if action == "init":
                 admin_row.addStretch(1)
             admin_row.addWidget(b)
@@ -526,7 +528,8 @@ class DevicesPane(QWidget):
         reader = self._reader_of(report) if report is not None else None
         if report is None or report.token is None or reader is None:
             return
-        dialog = ScHsmDialog(self.ctx, reader[0], reader[1], report.token.label or reader[1], parent=self)
+        dialog = ScHsmDialog(self.ctx, reader[0], reader[1], report.token.label or reader[1], parent=self,
+                             serial=report.token.serial)
         self.admin_dialog = dialog
         dialog.open()
 
@@ -535,14 +538,17 @@ class DevicesPane(QWidget):
         token = report.token if report is not None else None
         initialized = token is not None and token.initialized
         pad = token is not None and token.protected_authentication_path
+        so_locked = token is not None and token.so_pin is E.PinState.LOCKED
         for action, b in self.admin_buttons.items():
             ok = token is not None if action == "init" else initialized
             if action == "change":
                 ok = ok and token is not None and token.user_pin not in (E.PinState.LOCKED, E.PinState.NOT_INITIALIZED)
+            elif action in ("unblock", "change-so", "init"):
+                ok = ok and not (so_locked and initialized)
             b.setEnabled(ok and not pad)
-        if pad:
-            for b in self.admin_buttons.values():
-                b.setToolTip("This token has a PIN pad: use its vendor's tool to change PINs.")
+            b.setToolTip("This token has a PIN pad: use its vendor's tool to change PINs." if pad else
+                         "The SO PIN is locked." if so_locked and initialized and action != "change" else
+                         self._admin_tips[action])
 
     def administer(self, action: str) -> None:
         """Open the administration dialog for the selected slot's token."""
@@ -556,6 +562,7 @@ class DevicesPane(QWidget):
         dialog = AdminDialog(self.ctx, action, module=report.module, slot_id=report.slot.slot_id, info=t, ref=ref,
                              parent=self)
         dialog.succeeded.connect(lambda words, a=action: self._administered(a, words))
+        dialog.attempted.connect(self.modules_reloaded)  # any attempt logged the token's sessions out
         self.admin_dialog = dialog
         dialog.open()
 
@@ -565,7 +572,6 @@ class DevicesPane(QWidget):
         if action == "init":
             self.reload()  # SoftHSM2 gives a new token its slot only at the next initialisation
         else:
-            self.modules_reloaded.emit()  # the admin session logged out: the Objects pane logs in again
             self.refresh()
 
     def retheme(self) -> None:

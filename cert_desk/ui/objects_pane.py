@@ -342,8 +342,11 @@ class ObjectsPane(QWidget):
     def _open_pin_dialog(self, ref: TokenRef, outcome: Outcome[LoginPreparation]) -> None:
         self._login_pending = False
         self._update_buttons()
-        if ref != self.ref:
-            return  # the user chose another token meanwhile
+        if ref != self.ref:  # the user chose another token meanwhile
+            if outcome.value is not None and outcome.value.result is not None:  # no login nobody sees
+                self.ctx.jobs.watch(self.ctx.service.logout(ref), lambda _o: None, f"log out of {ref.label!r}",
+                                    owner=self)
+            return
         if outcome.error is not None:
             self._show_error(outcome.error)
             return

@@ -68,8 +68,11 @@ class ScHsmDialog(QDialog):
     """SmartCard-HSM administration for the card in one reader (OpenSC's reader number)."""
 
     def __init__(self, ctx: AppContext, reader: int, reader_name: str, label: str,
-                 parent: QWidget | None = None) -> None:
+                 parent: QWidget | None = None, *, serial: str = "") -> None:
+        """``label``/``serial``: the token as OpenSC's PKCS#11 module shows it (a PIN remembered for it
+        is deleted when the token is initialised)."""
         super().__init__(parent)
+        self.serial = serial
         self.ctx, self.reader = ctx, reader
         self.setObjectName("schsmDialog")
         self.setWindowTitle(f"SmartCard-HSM — {label}")
@@ -95,8 +98,9 @@ class ScHsmDialog(QDialog):
         self.tabs.addTab(self._init_tab(), "Initialise")
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.reject)
-        refresh = buttons.addButton("Read the state", QDialogButtonBox.ButtonRole.ActionRole)
-        refresh.clicked.connect(lambda _checked=False: self.read_state(say=True))
+        self.refresh_button = buttons.addButton("Read the state", QDialogButtonBox.ButtonRole.ActionRole)
+        self.refresh_button.clicked.connect(lambda _checked=False: self.read_state(say=True))
+        self.label = label
         layout = QVBoxLayout(self)
         layout.setSpacing(style.SPACING)
         layout.addWidget(intro)
@@ -168,9 +172,11 @@ class ScHsmDialog(QDialog):
         self.init_label = QLineEdit()
         form.addRow("Label:", self.init_label)
         self.init_shares = QSpinBox()
-        self.init_shares.setRange(0, 127)
-        self.init_shares.setSpecialValueText("no DKEK (keys cannot be backed up)")
+        self.init_shares.setRange(-1, 127)  # -1: no --dkek-shares at all; 0: a random DKEK the token keeps
+        self.init_shares.setSpecialValueText("none: no DKEK (keys cannot be backed up)")
         self.init_shares.setValue(1)
+        self.init_shares.setToolTip("0: a random DKEK the token keeps to itself; 1 or more: DKEK shares to import "
+                                    "afterwards, from which the DKEK can be restored on another device")
         form.addRow("DKEK shares:", self.init_shares)
         self.init_so = _password()
         self.init_so_repeat = _password()
@@ -181,8 +187,8 @@ class ScHsmDialog(QDialog):
         form.addRow("User PIN:", self.init_pin)
         form.addRow("User PIN again:", self.init_pin_repeat)
         self.init_confirm = QLineEdit()
-        self.init_confirm.setPlaceholderText("type ERASE")
-        form.addRow("Confirm:", self.init_confirm)
+        self.init_confirm.setPlaceholderText("the token's label, as shown above")
+        form.addRow("Type the token's label to confirm:", self.init_confirm)
         self.init_button = QPushButton("Initialise")
         self.init_button.clicked.connect(self.initialise)
         form.addRow(self.init_button)
@@ -197,12 +203,14 @@ class ScHsmDialog(QDialog):
              say: bool = True) -> None:
         self.progress.setVisible(True)
         self.tabs.setEnabled(False)
+        self.refresh_button.setEnabled(False)  # one sc-hsm-tool at a time on a card
         if say:
             self.message.clear()
 
         def finished(outcome: Outcome[Any]) -> None:
             self.progress.setVisible(False)
             self.tabs.setEnabled(True)
+            self.refresh_button.setEnabled(True)
             if outcome.error is not None:
                 self._say(str(outcome.error), "error")
                 return
@@ -310,15 +318,15 @@ class ScHsmDialog(QDialog):
 
     @Slot()
     def initialise(self) -> None:
-        if self.init_confirm.text() != "ERASE":
-            self._say("Type ERASE to confirm: everything on the token is erased.", "error")
+        if self.init_confirm.text() != self.label:
+            self._say(f"Type the token's label, {self.label!r}, to confirm: everything on it is erased.", "error")
             return
         if self.init_so.text() != self.init_so_repeat.text() or self.init_pin.text() != self.init_pin_repeat.text():
             self._say("The two entries of a PIN differ.", "error")
             return
         so, pin = Secret(self.init_so.text(), "dialog"), Secret(self.init_pin.text(), "dialog")
         label = self.init_label.text().strip() or None
-        shares = self.init_shares.value() or None
+        shares = None if self.init_shares.value() < 0 else self.init_shares.value()
         def check() -> None:
             schsm.check_so_pin(so)
             schsm.check_user_pin(pin)
@@ -328,12 +336,18 @@ class ScHsmDialog(QDialog):
         if not self._checked(check):
             return
         self._clear(self.init_so, self.init_so_repeat, self.init_pin, self.init_pin_repeat, self.init_confirm)
-        reader = self.reader
+        reader, serial, old_label = self.reader, self.serial, self.label
+
+        def run() -> str:
+            from cert_desk.services.admin import forget_stale
+
+            schsm.initialize(reader, so_pin=so, user_pin=pin, label=label, dkek_shares=shares, tool=tool())
+            return forget_stale(serial, old_label) if serial else ""
+
         self._run("initialise the SmartCard-HSM",
                   schsm.initialize_command(reader, label=label, dkek_shares=shares, pin_retry=None, tool=tool()),
-                  lambda: schsm.initialize(reader, so_pin=so, user_pin=pin, label=label, dkek_shares=shares,
-                                           tool=tool()),
-                  lambda _out: "Initialised." + (f" Import its {shares} DKEK share(s) next." if shares else ""))
+                  run, lambda notice: " ".join(filter(None, (
+                      "Initialised." + (f" Import its {shares} DKEK share(s) next." if shares else ""), notice))))
 
     @staticmethod
     def _clear(*edits: QLineEdit) -> None:
