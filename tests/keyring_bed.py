@@ -83,7 +83,17 @@ def keyring_bed(isolated_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyP
     runtime = tmp_path / "runtime"
     runtime.mkdir(mode=0o700)
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
-    bus = subprocess.Popen(["dbus-daemon", "--session", "--nofork", "--print-address=1"],
+    # A bus without service activation: the system's org.freedesktop.secrets.service would otherwise
+    # start a second gnome-keyring-daemon (locked, no login keyring) when the test asks before ours
+    # has taken the name, and the test would wait on the wrong daemon.
+    config = tmp_path / "session-bus.conf"
+    config.write_text(
+        "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN\"\n"
+        " \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n"
+        f"<busconfig><type>session</type><listen>unix:dir={runtime}</listen>"
+        "<policy context=\"default\"><allow send_destination=\"*\" eavesdrop=\"true\"/>"
+        "<allow eavesdrop=\"true\"/><allow own=\"*\"/></policy></busconfig>\n")
+    bus = subprocess.Popen(["dbus-daemon", f"--config-file={config}", "--nofork", "--print-address=1"],
                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert bus.stdout is not None
     import select
