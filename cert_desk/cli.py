@@ -628,6 +628,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--demo", action="store_true",
                    help="use the SoftHSM2 demo token (created on first use; see 'cert-desk demo')")
     p.add_argument("-v", "--verbose", action="count", default=0, help="log to stderr (-vv: debug)")
+    p.add_argument("--smoke-test", action="store_true",
+                   help="open the window, wait until it is up and has listed the modules, then exit 0 (packaging "
+                        "checks; exit 1 when that takes over 60 s)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     def common(sp: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
@@ -724,7 +727,7 @@ def run(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextI
     if func is None:
         from cert_desk.ui.app import main as gui_main
 
-        return gui_main(demo=bool(getattr(args, "demo", False)))
+        return gui_main(demo=bool(getattr(args, "demo", False)), smoke_test=bool(args.smoke_test))
     # A CLI run is short and builds many small objects (a listing of 3,000 token objects
     # makes ~200,000): collecting cycles every 700 allocations costs 10-20% of its time.
     gc.set_threshold(100_000, 50, 100)

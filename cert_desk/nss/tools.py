@@ -316,11 +316,27 @@ def _check_name(name: str, adding: bool) -> None:
 _PROBE = (
     "import ctypes, os, sys\n"
     "try:\n"
-    "    lib = ctypes.CDLL(sys.argv[1])\n"
+    "    lib = ctypes.CDLL(sys.argv[-1])\n"
     "except OSError as err:\n"
     "    sys.stdout.write(str(err)); sys.stdout.flush(); os._exit(2)\n"
     "os._exit(0 if hasattr(lib, 'C_GetFunctionList') else 3)\n"
 )
+
+
+PROBE_OPTION = "--probe-pkcs11-library"
+"""``cert-desk --probe-pkcs11-library PATH``: the probe above, in a bundled (frozen) cert-desk, whose
+``sys.executable`` is cert-desk itself and takes no ``-c``."""
+
+
+def probe_command(path: str) -> list[str]:
+    if getattr(sys, "frozen", False):
+        return [sys.executable, PROBE_OPTION, path]
+    return [sys.executable, "-I", "-c", _PROBE, path]
+
+
+def probe_main() -> None:
+    """Run the probe in this process (it ends the process): the frozen launcher's side."""
+    exec(compile(_PROBE, "<pkcs11 library probe>", "exec"), {"__name__": "__probe__"})  # noqa: S102 - our own code
 
 
 def _check_library(library: str) -> str:
@@ -344,7 +360,7 @@ def _check_library(library: str) -> str:
     if not os.access(path, os.R_OK):
         raise InputError(f"The PKCS#11 library {path} cannot be read (permission denied).",
                          "Choose a library your user can read.")
-    proc = _run([sys.executable, "-I", "-c", _PROBE, path], "The library check")
+    proc = _run(probe_command(path), "The library check")
     if proc.returncode == 3:
         raise InputError(f"{path} is not a PKCS#11 module: it does not export C_GetFunctionList.",
                          "Choose the vendor's PKCS#11 library (a .so file that exports C_GetFunctionList).")

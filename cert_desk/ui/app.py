@@ -9,6 +9,7 @@ import sys
 import traceback
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import Any
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QColor, QPalette
@@ -92,8 +93,40 @@ def make_context(service: TokenService | None = None) -> AppContext:
     return AppContext(service or TokenService(), TaskRunner(), QtJobs())
 
 
-def main(demo: bool = False) -> int:
-    """Run the window until it closes; returns the exit code."""
+def _watch_smoke_test(app: QApplication, window: Any, demo: bool) -> None:
+    import time
+
+    started = time.monotonic()
+    timer = QTimer(app)
+
+    def check() -> None:
+        rows = window.devices.token_rows()
+        up = window.isVisible() and window.ctx.jobs.pending() == 0 and bool(rows)
+        if up and (not demo or any(r.startswith(demo_label()) for r in rows)):
+            print(f"smoke test: the window is up; Devices lists {len(rows)} slot(s)", flush=True)
+            timer.stop()
+            app.exit(0)
+        elif time.monotonic() - started > 60:
+            print("smoke test: the window did not come up within 60 s", file=sys.stderr, flush=True)
+            timer.stop()
+            app.exit(1)
+
+    timer.timeout.connect(check)
+    timer.start(200)
+
+
+def demo_label() -> str:
+    from cert_desk import demo
+
+    return demo.DEMO_LABEL
+
+
+def main(demo: bool = False, smoke_test: bool = False) -> int:
+    """Run the window until it closes; returns the exit code.
+
+    ``smoke_test``: quit with 0 once the window is shown and the Devices pane has listed the modules
+    (and, with ``demo``, the demo token), or with 1 after 60 s: how packaging checks a bundle starts.
+    """
     from cert_desk.ui.main_window import MainWindow
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
@@ -112,6 +145,8 @@ def main(demo: bool = False) -> int:
     gc.freeze()
     if demo:
         QTimer.singleShot(0, window.devices.open_demo)
+    if smoke_test:
+        _watch_smoke_test(app, window, demo)
     rc = app.exec()
     if not ctx.shutdown():
         log.warning("a token module did not finish in time; exiting anyway")
