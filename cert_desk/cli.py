@@ -682,12 +682,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--module", metavar="PATH", help="the PKCS#11 module that serves the readers (default: all)")
     sp.set_defaults(func=cmd_readers)
 
-    from cert_desk import cli_admin, cli_lifecycle, cli_nss, cli_schsm
+    from cert_desk import cli_admin, cli_desktop, cli_lifecycle, cli_nss, cli_schsm
 
     cli_lifecycle.add_commands(sub, common, token_options, pin_options)
     cli_nss.add_commands(sub, common)
     cli_admin.add_commands(sub, common, token_options)
     cli_schsm.add_commands(sub, common)
+    cli_desktop.add_commands(sub, common)
 
     sp = sub.add_parser("demo", help="create (once) and describe the SoftHSM2 demo token")
     common(sp)
