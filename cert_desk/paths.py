@@ -30,3 +30,12 @@ def state_dir() -> Path:
 
 def log_file() -> Path:
     return state_dir() / "cert-desk.log"
+
+
+FLATPAK_INFO = "/.flatpak-info"
+
+
+def in_flatpak() -> bool:
+    """cert-desk runs inside a Flatpak sandbox: /app is not the host's, its PIDs are its own, and
+    pcscd is the host's, reached through the forwarded socket."""
+    return os.path.exists(FLATPAK_INFO)

@@ -378,3 +378,21 @@ def test_token_certificates_refusals(nssdb: Path, softhsm: SoftHsm, token: str, 
         pass
     # the NSS softoken's own token needs no PIN (the database has an empty password)
     assert tools.token_certificates(spec, "NSS Certificate DB", None) == ()
+
+
+def test_inside_a_flatpak_sandbox_no_database_is_changed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          softhsm: SoftHsm) -> None:
+    """The sandbox is simulated (this test does not run in a Flatpak): cert_desk.paths.in_flatpak
+    is made to say so, as /.flatpak-info would."""
+    from cert_desk import paths
+
+    db = tmp_path / "db"
+    db.mkdir()
+    subprocess.run(["certutil", "-N", "-d", f"sql:{db}", "--empty-password"], check=True, capture_output=True)
+    before = (db / "pkcs11.txt").read_bytes()
+    monkeypatch.setattr(paths, "in_flatpak", lambda: True)
+    with pytest.raises(InputError, match="Flatpak sandbox"):
+        tools.add_module(f"sql:{db}", "HSM", softhsm.module)
+    with pytest.raises(InputError, match="Flatpak sandbox"):
+        tools.remove_module(f"sql:{db}", "HSM")
+    assert (db / "pkcs11.txt").read_bytes() == before

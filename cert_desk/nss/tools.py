@@ -489,6 +489,19 @@ def _blank_line_hint(snap: _Snapshot) -> str:
     return ""
 
 
+def _refuse_in_sandbox(what: str) -> None:
+    """Inside a Flatpak, a module path is the sandbox's (/app/lib/...), which the host's browser
+    cannot load, and a running Chrome's PID is invisible: changing a browser's database from there
+    would write a registration that fails and could race a running browser."""
+    from cert_desk.paths import in_flatpak
+
+    if in_flatpak():
+        raise InputError(f"cert-desk cannot {what} in a browser's database from inside its Flatpak sandbox: the "
+                         "module path would be the sandbox's, which the browser cannot load.",
+                         "Register the host's module with cert-desk installed outside Flatpak (pipx), or with "
+                         "modutil on the host; the Browsers pane still reads the databases back.")
+
+
 def add_module(db_dir: str, name: str, library: str, *, before: Callable[[], None] | None = None) -> bool:
     """Register PKCS#11 ``library`` as ``name`` in the database in ``db_dir`` (``modutil -add``).
 
@@ -508,6 +521,7 @@ def add_module(db_dir: str, name: str, library: str, *, before: Callable[[], Non
             modutil failed (pkcs11.txt is then byte-identical to before).
         CertDeskError: modutil timed out, or pkcs11.txt could not be restored.
     """
+    _refuse_in_sandbox("register a module")
     _check_name(name, adding=True)
     directory = _directory_of(db_dir)
     _check_writable(directory)
@@ -560,6 +574,7 @@ def remove_module(db_dir: str, name: str, *, before: Callable[[], None] | None =
             writable, or modutil failed (pkcs11.txt is then byte-identical to before).
         CertDeskError: modutil timed out, or pkcs11.txt could not be restored.
     """
+    _refuse_in_sandbox("remove a module")
     _check_name(name, adding=False)
     directory = _directory_of(db_dir)
     _check_writable(directory)

@@ -46,6 +46,10 @@ class PcscStatus(Enum):
 
 
 def pcscd_installed() -> bool:
+    from cert_desk.paths import in_flatpak
+
+    if in_flatpak():  # the host's pcscd, through the forwarded socket: its binary is not in the sandbox
+        return True
     return any(os.path.exists(p) for p in ("/usr/sbin/pcscd", "/usr/bin/pcscd", "/sbin/pcscd"))
 
 

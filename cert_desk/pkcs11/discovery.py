@@ -67,6 +67,10 @@ def well_known_paths() -> tuple[str, ...]:
         "/usr/lib64/softhsm/libsofthsm2.so",
         "/usr/local/lib/softhsm/libsofthsm2.so",
         "/opt/homebrew/lib/softhsm/libsofthsm2.so",
+        # the Flatpak (packaging/flatpak) bundles both under /app
+        "/app/lib/opensc-pkcs11.so",
+        "/app/lib/pkcs11/opensc-pkcs11.so",
+        "/app/lib/softhsm/libsofthsm2.so",
     )
 
 
