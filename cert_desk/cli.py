@@ -164,6 +164,8 @@ def obtain_pin(ctx: Context, info: TokenInfo, *, so: bool = False) -> Secret | N
         ctx.note(f"{who} state of {info.label!r}: {state.words}.")
     if state is E.PinState.LOCKED:
         raise E.PinLockedError(f"The {who} of {info.label!r} is locked; no login was tried.", so=so)
+    if state is E.PinState.TO_BE_CHANGED:
+        ctx.note(f"The token wants this {who} changed: cert-desk pin {'change-so' if so else 'change'}.")
     if state is E.PinState.NOT_INITIALIZED and not so:
         raise E.PinError(f"{info.label!r} has no user PIN yet, so there is nothing to log in with.",
                          hint="Set the user PIN with the SO PIN first: cert-desk pin unblock.")

@@ -300,7 +300,7 @@ class PinPolicyError(PinError):
 class PinExpiredError(PinError):
     """The token requires the PIN to be changed before use."""
 
-    default_hint = "Change the PIN first (pkcs11-tool --change-pin)."
+    default_hint = "Change the PIN first: cert-desk pin change, or Change PIN… in the Devices pane."
 
 
 class PinRequiredError(PinError):

@@ -185,7 +185,12 @@ def error_for_ckr(code: int | None, operation: str, *, so: bool = False) -> E.Ce
         case "CKR_SESSION_COUNT":
             return E.TokenError(f"The token has no free sessions{doing} ({name}).", code, name, operation,
                                 hint="Close other programs that use the token and try again.")
-    return E.TokenError(f"The token failed{doing}: {name}.", code, name, operation)
+    # a code cert-desk has no words for: its name when PKCS#11 (or the vendor range) has one, and the
+    # number, which is what a vendor's documentation lists
+    shown = name if code is None or name.startswith("0x") else f"{name} (0x{code:08X})"
+    return E.TokenError(f"The token failed{doing}: {shown}.", code, name, operation,
+                        hint="This is not an error cert-desk knows; the token's documentation may explain the "
+                             "code.")
 
 
 def module_init_error(path: str, exc: BaseException) -> E.ModuleInitError:

@@ -270,8 +270,9 @@ def is_remembered(serial: str, label: str) -> bool:
 
 
 def usable_for(state: E.PinState) -> bool:
-    """A remembered PIN may be tried only while the token reports no earlier wrong PIN."""
-    return state is E.PinState.OK or state is E.PinState.TO_BE_CHANGED
+    """A remembered PIN may be tried only while the token reports no earlier wrong PIN (and does not
+    want the PIN changed: the change comes first)."""
+    return state is E.PinState.OK
 
 
 def on_login_result(serial: str, label: str, pin: Secret | None, error: BaseException | None) -> bool:

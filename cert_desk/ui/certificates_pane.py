@@ -325,9 +325,11 @@ class CertificatesPane(QWidget):
         logged_in = listing is not None and listing.logged_in
         self.login_button.setVisible(listing is not None and not listing.logged_in
                                      and listing.token_info.login_required)
+        writable = listing is None or not listing.token_info.write_protected  # CKF_WRITE_PROTECTED
         self.csr_button.setEnabled(logged_in)
-        self.import_button.setEnabled(logged_in)
-        self.renew_button.setEnabled(logged_in and self.selected() is not None)
+        self.import_button.setEnabled(logged_in and writable)
+        self.import_button.setToolTip("" if writable else "The token is write-protected: nothing can be written.")
+        self.renew_button.setEnabled(logged_in and writable and self.selected() is not None)
         self.verify_button.setEnabled(self.selected() is not None)
 
     # ------------------------------------------------------------------ request and sign
@@ -345,7 +347,8 @@ class CertificatesPane(QWidget):
 
     @Slot()
     def sign_file(self) -> SignDialog:
-        dialog = SignDialog(self.ctx, can_import=self.listing is not None and self.listing.logged_in, parent=self)
+        dialog = SignDialog(self.ctx, can_import=self.listing is not None and self.listing.logged_in
+                            and not self.listing.token_info.write_protected, parent=self)
         dialog.signed.connect(lambda pem, go: self.import_pem(pem) if go else None)
         self.dialog = dialog
         dialog.open()

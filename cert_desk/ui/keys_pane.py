@@ -342,14 +342,19 @@ class KeysPane(QWidget):
         row = self.selected_row()
         self.login_button.setVisible(listing is not None and not listing.logged_in
                                      and listing.token_info.login_required)
-        self.doctor_button.setEnabled(logged_in)
-        self.gen_box.setEnabled(logged_in and not busy and any(c.allowed for c in self.choices))
-        self.generate_button.setEnabled(logged_in and not busy)
+        # a write-protected token (CKF_WRITE_PROTECTED) takes no new, changed or deleted object
+        writable = listing is None or not listing.token_info.write_protected
+        self.doctor_button.setEnabled(logged_in)  # it shows the problems; its fix asks, and the token refuses
+        self.gen_box.setEnabled(logged_in and writable and not busy and any(c.allowed for c in self.choices))
+        self.generate_button.setEnabled(logged_in and writable and not busy)
         has_key = row is not None and row.key is not None
         self.csr_button.setEnabled(logged_in and has_key)
         self.openssl_button.setEnabled(logged_in and has_key)
-        self.delete_button.setEnabled(logged_in and row is not None and bool(row.group.id))
-        if listing is not None and not logged_in and listing.token_info.login_required:
+        self.delete_button.setEnabled(logged_in and writable and row is not None and bool(row.group.id))
+        if not writable:
+            self.gen_box.setTitle("Generate a key pair on the token (the token is write-protected)")
+            self.delete_button.setToolTip("The token is write-protected: nothing can be deleted.")
+        elif listing is not None and not logged_in and listing.token_info.login_required:
             self.gen_box.setTitle("Generate a key pair on the token (log in first)")
         else:
             self.gen_box.setTitle("Generate a key pair on the token")

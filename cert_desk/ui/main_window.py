@@ -128,6 +128,7 @@ class MainWindow(QMainWindow):
         self.keys.openssl_requested.connect(self._use_with_openssl)
         self.certificates.renew_requested.connect(self.renew)
         self.objects.unblock_requested.connect(self.unblock)
+        self.objects.change_pin_requested.connect(lambda ref: self.administer(ref, "change"))
 
         QShortcut(QKeySequence.StandardKey.Quit, self, self.close)
         QShortcut(QKeySequence.StandardKey.Refresh, self, self._refresh_current)
@@ -257,11 +258,15 @@ class MainWindow(QMainWindow):
 
     def unblock(self, ref: object) -> None:
         """A locked user PIN: the Devices pane's "Unblock PIN" for that token."""
+        self.administer(ref, "unblock")
+
+    def administer(self, ref: object, action: str) -> None:
+        """Open the Devices pane's administration dialog ``action`` for a token."""
         if not isinstance(ref, TokenRef):
             return
         self.show_pane("Devices")
         if self.devices.select_slot(ref.module, ref.slot_id):
-            self.devices.administer("unblock")
+            self.devices.administer(action)
 
     def show_pane(self, name: str) -> None:
         self.nav.setCurrentRow(self.PANES.index(name))

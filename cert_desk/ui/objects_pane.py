@@ -66,6 +66,7 @@ class ObjectsPane(QWidget):
     login_changed = Signal(object, bool)
     listing_changed = Signal(object)
     unblock_requested = Signal(object)  # a TokenRef whose user PIN is locked
+    change_pin_requested = Signal(object)  # a TokenRef whose token wants its user PIN changed first
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -354,6 +355,10 @@ class ObjectsPane(QWidget):
         assert prep is not None
         if prep.result is not None:  # logged in with the PIN remembered in the keyring
             self._logged_in(ref, "with the PIN remembered in the keyring")
+            return
+        if prep.token.user_pin is E.PinState.TO_BE_CHANGED and not prep.token.protected_authentication_path:
+            self.status.emit(f"{ref.label} wants its PIN changed first; log in with the new one afterwards.")
+            self.change_pin_requested.emit(ref)
             return
         dialog = PinDialog(prep.token, parent=self, keyring=(prep.keyring_available, prep.keyring_reason),
                            remembered=prep.remembered)
