@@ -7,7 +7,6 @@ import itertools
 import os
 import subprocess
 import sys
-import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -214,30 +213,28 @@ def test_quitting_while_a_call_hangs_does_not_deadlock(faulty: FaultModule, toke
     """The window closes while a module call sleeps 30 s: the process ends in seconds (its own process,
     so the sleeping worker is not left in the test's)."""
     script = tmp_path / "quit.py"
-    script.write_text(textwrap.dedent(f"""
-        import sys, time
-        from PySide6.QtCore import QTimer
-        from PySide6.QtWidgets import QApplication
-        from cert_desk.models import ModuleEntry
-from cert_desk.pkcs11.discovery import discover_modules
-        from cert_desk.services.tokens import TokenService
-        from cert_desk.ui.app import make_context
-        from cert_desk.ui.main_window import MainWindow
-
-        class Only(TokenService):
-            def modules(self):
-                return discover_modules([], registry_dirs=[], well_known=[], extra_paths=[{faulty.module!r}])
-
-        app = QApplication(sys.argv[:1])
-        ctx = make_context(Only())
-        w = MainWindow(ctx)
-        w.show()
-        QTimer.singleShot(4000, w.close)
-        app.exec()
-        started = time.monotonic()
-        ctx.shutdown()
-        print(f"shutdown took {{time.monotonic() - started:.1f}} s", flush=True)
-    """))
+    script.write_text("\n".join([
+        "import sys, time",
+        "from PySide6.QtCore import QTimer",
+        "from PySide6.QtWidgets import QApplication",
+        "from cert_desk.pkcs11.discovery import discover_modules",
+        "from cert_desk.services.tokens import TokenService",
+        "from cert_desk.ui.app import make_context",
+        "from cert_desk.ui.main_window import MainWindow",
+        "class Only(TokenService):",
+        "    def modules(self):",
+        f"        return discover_modules([], registry_dirs=[], well_known=[], extra_paths=[{faulty.module!r}])",
+        "app = QApplication(sys.argv[:1])",
+        "ctx = make_context(Only())",
+        "w = MainWindow(ctx)",
+        "w.show()",
+        "QTimer.singleShot(4000, w.close)",
+        "app.exec()",
+        "started = time.monotonic()",
+        "ctx.shutdown()",
+        "print(f'shutdown took {time.monotonic() - started:.1f} s', flush=True)",
+        "",
+    ]))
     faulty.set("C_GetSlotList:sleep=30@3")  # the Devices pane's listing hangs in the module
     env = faulty.env(QT_QPA_PLATFORM="offscreen")
     started = time.monotonic()
