@@ -150,9 +150,9 @@ def test_names_with_quotes_and_spaces_round_trip(nssdb: Path, softhsm: SoftHsm, 
     assert _txt(nssdb) == original
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=12, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(name=st.text(st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")), min_size=1, max_size=24)
-       .filter(lambda s: s == s.strip() and s != "NSS Internal PKCS #11 Module"))
+       .filter(lambda s: s == s.strip() and s[:1] not in "\"'" and s != "NSS Internal PKCS #11 Module"))
 def test_any_printable_name_round_trips(tmp_path: Path, softhsm: SoftHsm, name: str) -> None:
     db = Path(tempfile.mkdtemp(dir=tmp_path)) / "db"
     tools.create_database(str(db))
@@ -166,7 +166,7 @@ def test_any_printable_name_round_trips(tmp_path: Path, softhsm: SoftHsm, name: 
 @pytest.mark.parametrize(("name", "words"), [
     ("", "empty"), ("   ", "empty"), ("two\nlines", "line break"), ("nul\0", "line break"),
     (" leading", "starts or ends with a space"), ("trailing ", "starts or ends with a space"),
-    ("tab\there", "control characters"),
+    ("tab\there", "control characters"), ('"', "starts with a quote"), ("'quoted'", "starts with a quote"),
 ])
 def test_bad_names_are_refused_before_anything_changes(nssdb: Path, softhsm: SoftHsm, name: str, words: str) -> None:
     before = _txt(nssdb)

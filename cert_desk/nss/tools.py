@@ -306,6 +306,10 @@ def _check_name(name: str, adding: bool) -> None:
         return
     if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in name):
         raise InputError(f"The module name {name!r} contains control characters.", "Use printable characters.")
+    if name[:1] in ('"', "'"):
+        raise InputError(f"The module name {name!r} starts with a quote.",
+                         "modutil writes the name into pkcs11.txt without quoting it, and NSS then reads a leading "
+                         "quote as the start of a quoted value: the name would come back changed or empty.")
     if name != name.strip():
         raise InputError(f"The module name {name!r} starts or ends with a space.",
                          "modutil drops spaces at the start of a name when it writes pkcs11.txt (so the module "
