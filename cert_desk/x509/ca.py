@@ -15,6 +15,8 @@ verifier and Chrome reject it.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import os
 import re
@@ -26,8 +28,10 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import TypeVar
 
+from asn1crypto import core as asn1_core
+from asn1crypto import keys as asn1_keys
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.exceptions import InternalError, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -52,6 +56,11 @@ CA_KEY_TYPES: dict[str, Callable[[], PrivateKey]] = {
 }
 MIN_RSA_BITS = 2048
 MIN_EC_BITS = 256
+MAX_PBKDF2_ITERATIONS = 2_000_000
+MAX_SCRYPT_COST = 1 << 21
+"""The most work (PBKDF2 rounds; scrypt N·r·p) an encrypted CA key may demand before its passphrase can
+even be checked. The file's author chooses it: OpenSSL and cryptography write 2048 rounds or N·r·p = 2**17,
+while 2**31 rounds take minutes and scrypt with N = 2**20, r = 8 takes seconds and a GiB of memory."""
 MAX_DAYS = 100 * 366  # keeps every end date inside what X.509 (and datetime) can write
 _Ext = TypeVar("_Ext", bound=x509.ExtensionType)
 BACKDATE = timedelta(minutes=5)  # notBefore slightly in the past: a verifier whose clock lags still accepts
@@ -303,6 +312,10 @@ def _parse_key(path: Path, data: bytes, passphrase: Callable[[], bytes | None] |
     try:
         key = load(data, None)
     except TypeError:  # cryptography's way of saying "encrypted, and no password given"
+        if work := _excessive_kdf(data):
+            raise InputError(f"{path.name} is encrypted with {work}: more work than any key needs, so it is "
+                             "not opened.", "Re-encrypt it: openssl pkcs8 -topk8 -v2 aes-256-cbc -passin env:OLD "
+                             "-passout env:NEW.") from None
         secret = passphrase() if callable(passphrase) else passphrase
         if not secret:
             raise InputError(f"{path.name} is encrypted and no passphrase was given.",
@@ -312,6 +325,9 @@ def _parse_key(path: Path, data: bytes, passphrase: Callable[[], bytes | None] |
         except (ValueError, TypeError):
             raise InputError(f"The passphrase for {path.name} is wrong.",
                              "Type it again, minding the keyboard layout and Caps Lock.") from None
+        except InternalError as e:  # OpenSSL refused the KDF's parameters (scrypt with N=0, ...)
+            raise InputError(f"{path.name} cannot be decrypted: the parameters of its encryption are invalid.",
+                             "The file is damaged; use a backup of the CA key.") from e
         except UnsupportedAlgorithm as e:
             raise InputError(f"{path.name} is encrypted with a cipher cert-desk cannot read.",
                              "Re-encrypt it: openssl pkcs8 -topk8 -v2 aes-256-cbc -passin env:OLD "
@@ -321,6 +337,37 @@ def _parse_key(path: Path, data: bytes, passphrase: Callable[[], bytes | None] |
     if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
         raise InputError(f"{path} holds a key that is neither RSA nor EC.", "Use an RSA or EC CA key.")
     return key
+
+
+_SCRYPT = "1.3.6.1.4.1.11591.4.11"
+_ENCRYPTED_PEM = re.compile(rb"-----BEGIN ENCRYPTED PRIVATE KEY-----(.*?)-----END ENCRYPTED PRIVATE KEY-----", re.S)
+
+
+def _excessive_kdf(data: bytes) -> str | None:
+    """The KDF of an encrypted PKCS#8 key, in words, when it demands more than the bounds above; else None.
+
+    cryptography would run whatever the file asks for; what does not parse here is left to it to refuse.
+    """
+    try:
+        ders = ([base64.b64decode(b"".join(m.group(1).split()), validate=True) for m in _ENCRYPTED_PEM.finditer(data)]
+                if _is_pem(data) else [data])
+    except binascii.Error:
+        return None
+    for der in ders:
+        try:
+            algorithm = asn1_keys.EncryptedPrivateKeyInfo.load(der)["encryption_algorithm"]
+            kdf = algorithm["parameters"]["key_derivation_func"] if algorithm["algorithm"].native == "pbes2" else None
+            if kdf is not None and kdf["algorithm"].dotted == _SCRYPT:
+                # scrypt-params (RFC 7914), which asn1crypto does not know: salt, N, r, p [, key length]
+                _salt, *values = asn1_core.load(kdf["parameters"].dump()).native.values()
+                n, r, p = (int(v) for v in values[:3])
+                if any(abs(v) > MAX_SCRYPT_COST for v in (n, r, p)) or abs(n * r * p) > MAX_SCRYPT_COST:
+                    return f"scrypt N={n}, r={r}, p={p}"
+            elif (rounds := int(algorithm.kdf_iterations)) > MAX_PBKDF2_ITERATIONS:
+                return f"{rounds:,} rounds of {algorithm.kdf}"
+        except (ValueError, TypeError, KeyError, AttributeError):
+            continue
+    return None
 
 
 def _check_is_ca(cert: x509.Certificate, path: Path) -> None:
@@ -372,7 +419,7 @@ def parse_not_after(text: str) -> datetime:
             return datetime.combine(date.fromisoformat(value), time(23, 59, 59), tzinfo=UTC)
         if _ISO_DATETIME.fullmatch(value):
             return _utc(datetime.fromisoformat(value))
-    except ValueError as e:
+    except (ValueError, OverflowError) as e:  # OverflowError: an offset that moves year 1 or 9999 out of range
         raise InputError(f"The end date {text!r} is not a real date and time: {e}.") from e
     raise InputError(f"The end date {text!r} is not in a form cert-desk reads.",
                      "Write it as 20301231235959Z (openssl's form), 2030-12-31 or 2030-12-31T23:59:59Z.")

@@ -189,6 +189,8 @@ def certificate_info(cert: x509.Certificate, der: bytes | None = None) -> Certif
         )
     except x509.DuplicateExtension as e:  # not a ValueError: caught on its own
         raise InputError(f"The certificate has the extension {e.oid.dotted_string} twice.") from e
+    except x509.UnsupportedGeneralNameType as e:  # not a ValueError either
+        raise InputError(f"The certificate has a name of a kind cert-desk cannot read ({e}).") from e
     except (ValueError, TypeError) as e:
         raise InputError(f"The certificate has a malformed extension: {e}") from e
 
@@ -207,6 +209,6 @@ def parse_der_certificate(der: bytes) -> CertificateInfo:
         warnings.simplefilter("ignore", CryptographyDeprecationWarning)
         try:
             cert = x509.load_der_x509_certificate(der)
-        except ValueError as e:
+        except (ValueError, x509.InvalidVersion) as e:  # InvalidVersion is no ValueError
             raise InputError(f"Not a DER X.509 certificate: {e}") from e
         return certificate_info(cert, bytes(der))

@@ -6,6 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from cert_desk.errors import InputError
@@ -23,6 +24,9 @@ def public_key_bytes(spki_der: bytes, fmt: str) -> bytes:
         key = serialization.load_der_public_key(spki_der)
     except (ValueError, TypeError) as e:
         raise InputError(f"The public key cannot be encoded: {e}") from e
+    except UnsupportedAlgorithm as e:  # a certificate's key of an algorithm cryptography does not know (SM2, ...)
+        raise InputError(f"The public key's algorithm is one cert-desk cannot write as PEM ({e}).",
+                         "Export it as DER: that is the key exactly as the certificate holds it.") from e
     return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 

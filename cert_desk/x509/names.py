@@ -146,6 +146,9 @@ def _checked(attr: _Attribute, value: str) -> str:
     if len(value) > attr.max_len:
         raise InputError(f"{field} is {len(value)} characters long; at most {attr.max_len} are allowed.",
                          "Shorten it (RFC 5280 sets the limit).")
+    if attr.name == "CN" and len(value.encode("utf-8")) > attr.max_len:  # cryptography counts UTF-8 bytes here
+        raise InputError(f"{field} is {len(value.encode('utf-8'))} bytes long in UTF-8; at most {attr.max_len} "
+                         "are allowed.", "Shorten it: a letter outside ASCII takes two to four bytes.")
     if attr.asn1 is _ASN1Type.PrintableString:
         odd = next((ch for ch in value if ch not in _PRINTABLE), None)
         if odd is not None:
